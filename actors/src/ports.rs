@@ -1,0 +1,121 @@
+//! The small traits through which the daemon feeds and observes the actors.
+//!
+//! The daemon implements [`ChannelHost`] with its Store, Queue, callback delivery and channel
+//! logs; the actors only ever see these traits, so they know nothing of the HTTP API, of
+//! SQLite, Redis or RabbitMQ.
+use async_trait::async_trait;
+
+use crate::message::{Event, Message, Priority, StatusEvent};
+
+/// Everything a running channel needs from the daemon.
+///
+/// Methods that record something (`inbound`, `event`) return once it is durably recorded, so
+/// a channel acks its queue only after its outcome is safe.
+#[async_trait]
+pub trait ChannelHost: Send + Sync + 'static {
+    /// A message arrived from the provider: record it (for `reply_to`) and forward it to the
+    /// application. Forwarding failures are the host's business (it retries), never the
+    /// transport's.
+    async fn inbound(&self, channel_id: &str, message: Message);
+
+    /// Something happened to an outbound message: record it and forward it.
+    async fn event(&self, channel_id: &str, event: Event);
+
+    /// A transport component changed status.
+    async fn status(&self, channel_id: &str, status: StatusEvent);
+
+    /// A line for the channel's log (what ops read through `GET /channels/{id}/logs`).
+    fn log(&self, channel_id: &str, record: LogRecord);
+
+    /// Opens the channel's durable outbound queue. The consumer hands out at most `prefetch`
+    /// deliveries that are not yet acked: that is the channel's in-flight window.
+    async fn consume(
+        &self,
+        channel_id: &str,
+        prefetch: usize,
+    ) -> Result<Box<dyn OutboundConsumer>, PortError>;
+}
+
+/// A failure of the daemon side (a backend that is down, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+/// Reads one channel's durable outbound queue.
+#[async_trait(?Send)]
+pub trait OutboundConsumer {
+    /// The next message to send, in the backend's priority order. Waits while the queue is
+    /// empty or `prefetch` deliveries are unacked; `None` when the queue is gone for good.
+    async fn next(&mut self) -> Option<Delivery>;
+}
+
+/// A message taken from the queue but not yet settled.
+///
+/// Dropping it without [`Receipt::ack`] leaves the message in the queue: it is delivered
+/// again after the channel restarts (at-least-once; the message id tells duplicates apart).
+pub struct Delivery {
+    /// The message to send.
+    pub message: Message,
+    /// Its priority.
+    pub priority: Priority,
+    /// Removes it from the queue once its outcome is recorded.
+    pub receipt: Box<dyn Receipt>,
+}
+
+/// Acknowledges one delivery.
+#[async_trait]
+pub trait Receipt: Send {
+    /// Removes the message from the queue for good.
+    async fn ack(self: Box<Self>) -> Result<(), PortError>;
+}
+
+/// Python logging levels, as the original Junebug writes them in channel logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum LogLevel {
+    /// 10
+    Debug = 10,
+    /// 20
+    Info = 20,
+    /// 30
+    Warning = 30,
+    /// 40
+    Error = 40,
+    /// 50
+    Critical = 50,
+}
+
+/// One entry of a channel's log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogRecord {
+    /// How serious.
+    pub level: LogLevel,
+    /// Words for people.
+    pub message: String,
+}
+
+impl LogRecord {
+    /// An INFO entry.
+    pub fn info(message: impl Into<String>) -> Self {
+        LogRecord {
+            level: LogLevel::Info,
+            message: message.into(),
+        }
+    }
+
+    /// A WARNING entry.
+    pub fn warning(message: impl Into<String>) -> Self {
+        LogRecord {
+            level: LogLevel::Warning,
+            message: message.into(),
+        }
+    }
+
+    /// An ERROR entry.
+    pub fn error(message: impl Into<String>) -> Self {
+        LogRecord {
+            level: LogLevel::Error,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The [`Transport`] trait every channel type implements, the context a transport runs in,
+//! and the [`TransportRegistry`] of channel types.
+//!
+//! A transport runs on its channel's arbiter (a single-threaded runtime), so its futures need
+//! not be `Send`. It never talks to the daemon directly: everything goes through its
+//! [`TransportContext`].
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Recipient;
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::message::{Event, Message, StatusEvent};
+use crate::ports::{ChannelHost, LogRecord};
+
+/// A channel type's connection to its provider.
+#[async_trait(?Send)]
+pub trait Transport {
+    /// Connects (listens, binds, logs in). Called once per (re)start of the channel; an error
+    /// makes the supervisor restart the channel with backoff.
+    async fn start(&self, ctx: TransportContext) -> Result<(), TransportError>;
+
+    /// Sends one message. Several sends may run at once (up to the channel's window).
+    async fn send(&self, message: Message) -> Result<Sent, SendError>;
+
+    /// Disconnects. After it returns, the transport holds no socket and no task.
+    async fn stop(&self);
+}
+
+/// A message the transport (or its provider) accepted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sent {
+    /// The provider's id for it, when the provider gives one.
+    pub provider_message_id: Option<String>,
+}
+
+/// Why a send did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Final: the message is not sent and gets a `rejected` event with this reason.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// Temporary: the message stays queued and is tried again after `after`.
+    #[error("try again in {after:?}: {reason}")]
+    Retry {
+        /// Why.
+        reason: String,
+        /// How long to wait before the next attempt.
+        after: Duration,
+    },
+}
+
+/// A transport that cannot run (cannot listen, lost its connection for good, …).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+impl From<std::io::Error> for TransportError {
+    fn from(e: std::io::Error) -> Self {
+        TransportError(e.to_string())
+    }
+}
+
+/// A bad channel `config`, found when the channel is created or updated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("config.{key}: {message}")]
+pub struct ConfigError {
+    /// The offending key inside `config`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// `key` is wrong because of `message`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Tells a channel actor that its transport can no longer run.
+#[derive(actix::Message, Debug)]
+#[rtype(result = "()")]
+pub struct TransportFailed(pub String);
+
+/// What a running transport may do: report inbound messages, events and statuses, write to
+/// the channel log, and run background tasks whose failure restarts the channel.
+#[derive(Clone)]
+pub struct TransportContext {
+    channel_id: Arc<str>,
+    host: Arc<dyn ChannelHost>,
+    failed: Recipient<TransportFailed>,
+}
+
+impl TransportContext {
+    /// A context for `channel_id` whose failures go to `failed`.
+    pub fn new(
+        channel_id: Arc<str>,
+        host: Arc<dyn ChannelHost>,
+        failed: Recipient<TransportFailed>,
+    ) -> Self {
+        TransportContext {
+            channel_id,
+            host,
+            failed,
+        }
+    }
+
+    /// The channel's id.
+    pub fn channel_id(&self) -> &str {
+        &self.channel_id
+    }
+
+    /// Hands an inbound message to the daemon; returns once it is recorded.
+    pub async fn inbound(&self, message: Message) {
+        self.host.inbound(&self.channel_id, message).await
+    }
+
+    /// Reports an event about an outbound message (a delivery report, say).
+    pub async fn event(&self, event: Event) {
+        self.host.event(&self.channel_id, event).await
+    }
+
+    /// Publishes a component status.
+    pub async fn status(&self, status: StatusEvent) {
+        self.host.status(&self.channel_id, status).await
+    }
+
+    /// Writes to the channel log.
+    pub fn log(&self, record: LogRecord) {
+        self.host.log(&self.channel_id, record)
+    }
+
+    /// Runs `task` on the channel's arbiter. If it returns an error or panics, the channel is
+    /// restarted; if it returns `Ok`, nothing happens. The task is aborted when the returned
+    /// handle is dropped, so a transport that drops its handles in `stop` leaves nothing behind.
+    pub fn spawn<F>(&self, what: &'static str, task: F) -> TaskHandle
+    where
+        F: Future<Output = Result<(), TransportError>> + 'static,
+    {
+        let failed = self.failed.clone();
+        let handle = tokio::task::spawn_local(task);
+        let abort = handle.abort_handle();
+        tokio::task::spawn_local(async move {
+            let reason = match handle.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => format!("{what} failed: {e}"),
+                Err(e) if e.is_panic() => format!("{what} panicked: {}", panic_text(e)),
+                Err(_) => return, // aborted on purpose
+            };
+            failed.do_send(TransportFailed(reason));
+        });
+        TaskHandle(abort)
+    }
+}
+
+/// The text of a panic, for logs.
+pub(crate) fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A background task of a transport; dropping it aborts the task.
+#[derive(Debug)]
+pub struct TaskHandle(tokio::task::AbortHandle);
+
+impl Drop for TaskHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A channel type: its name, what it is, and how to build its transport from a `config`.
+pub trait ChannelType: Send + Sync + 'static {
+    /// The `type` key of the channel object, e.g. `telnet`.
+    fn name(&self) -> &'static str;
+
+    /// One line for people.
+    fn description(&self) -> &'static str;
+
+    /// Checks `config` and builds a transport for channel `channel_id`. Must not do I/O: the
+    /// API calls it to validate a config, then drops the transport.
+    fn build(&self, channel_id: &str, config: &Value) -> Result<Rc<dyn Transport>, ConfigError>;
+}
+
+/// The channel types this daemon knows, by name.
+#[derive(Clone, Default)]
+pub struct TransportRegistry {
+    types: BTreeMap<&'static str, Arc<dyn ChannelType>>,
+}
+
+impl TransportRegistry {
+    /// The channel types that ship with Junebug. Adding a type is one line here.
+    pub fn builtin() -> Self {
+        let mut registry = TransportRegistry::default();
+        registry.register(crate::transports::telnet::TelnetType);
+        registry
+    }
+
+    /// Adds (or replaces) a channel type.
+    pub fn register(&mut self, channel_type: impl ChannelType) {
+        self.types
+            .insert(channel_type.name(), Arc::new(channel_type));
+    }
+
+    /// The channel type called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn ChannelType>> {
+        self.types.get(name).cloned()
+    }
+
+    /// Every type name, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.types.keys().copied().collect()
+    }
+}

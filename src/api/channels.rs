@@ -1,0 +1,208 @@
+//! Channel endpoints (API.md 3, 4): list, create, get, update, delete, restart, logs.
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use junebug_actors::channel::ChannelSpec;
+use junebug_actors::limiter::RateLimit;
+use junebug_actors::message::Event;
+use junebug_actors::supervisor::{RestartChannel, StartChannel, StopChannel, UpdateChannel};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::body::read_json;
+use super::envelope::{created, ok};
+use super::errors::ApiError;
+use super::validation::{validate, CHANNEL_CREATE, CHANNEL_UPDATE};
+use super::{ApiState, State};
+use crate::metrics;
+use crate::store::ChannelProperties;
+use crate::wire;
+
+/// How many messages a channel may have in flight at once.
+const DEFAULT_WINDOW: usize = 10;
+
+/// The actor-side spec of a stored channel.
+pub fn channel_spec(id: &str, props: &ChannelProperties) -> ChannelSpec {
+    let number = |key: &str| props.get(key).and_then(Value::as_u64);
+    let rate_limit = number("rate_limit_count").map(|count| RateLimit {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        // A count without a window is per second.
+        window: Duration::from_secs(number("rate_limit_window").filter(|w| *w > 0).unwrap_or(1)),
+    });
+    ChannelSpec {
+        id: id.into(),
+        channel_type: props.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        config: props.get("config").cloned().unwrap_or_else(|| json!({})),
+        rate_limit,
+        window: DEFAULT_WINDOW,
+    }
+}
+
+/// Checks `type` and `config` of a channel against the registry.
+fn check_type_and_config(state: &ApiState, props: &ChannelProperties) -> Result<(), ApiError> {
+    let given = props.get("type").and_then(Value::as_str).unwrap_or_default();
+    let channel_type = state.registry.get(given).ok_or_else(|| ApiError::InvalidChannelType {
+        given: given.to_owned(),
+        known: state.registry.names(),
+    })?;
+    let config = props.get("config").cloned().unwrap_or_else(|| json!({}));
+    channel_type
+        .build("", &config)
+        .map(drop)
+        .map_err(|e| ApiError::InvalidChannelConfig(e.to_string()))
+}
+
+/// Loads a channel or answers 404.
+pub async fn find_channel(state: &ApiState, id: &str) -> Result<ChannelProperties, ApiError> {
+    state
+        .host
+        .store
+        .load_channel(id)
+        .await?
+        .ok_or_else(|| ApiError::ChannelNotFound(id.to_owned()))
+}
+
+/// The channel object: stored properties, `id` and the `status` block (API.md 4.3).
+async fn channel_object(
+    state: &ApiState,
+    id: &str,
+    props: ChannelProperties,
+) -> Result<Value, ApiError> {
+    let store = &state.host.store;
+    let statuses = store.statuses(id).await?;
+    let window = state.settings.metric_window;
+    let counts = store.counts(id, metrics::current_bucket(window) - 1).await?;
+    let worst = statuses.iter().map(|s| s.status).min();
+    let components: Map<String, Value> = statuses
+        .iter()
+        .map(|s| (s.component.clone(), wire::status_json(id, s)))
+        .collect();
+    let mut status = metrics::rates(&counts, window);
+    status.insert("status".into(), json!(worst));
+    status.insert("components".into(), Value::Object(components));
+    let mut object = props;
+    object.insert("id".into(), json!(id));
+    object.insert("status".into(), Value::Object(status));
+    Ok(Value::Object(object))
+}
+
+/// `GET /channels/`: the sorted channel ids.
+pub async fn list(state: State) -> Result<HttpResponse, ApiError> {
+    let ids: Vec<String> = state
+        .host
+        .store
+        .load_channels()
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    Ok(ok("channels listed", json!(ids)))
+}
+
+/// `POST /channels/`.
+pub async fn create(
+    state: State,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&request, payload, state.settings.max_body_size).await?;
+    validate(&CHANNEL_CREATE, &body)?;
+    let props = into_object(body);
+    check_type_and_config(&state, &props)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    state.host.store.save_channel(&id, &props).await?;
+    start(&state, StartChannel(channel_spec(&id, &props))).await;
+    Ok(created("channel created", channel_object(&state, &id, props).await?))
+}
+
+async fn start(state: &ApiState, message: StartChannel) {
+    // Unknown types were refused above, so the supervisor cannot refuse; a dead supervisor
+    // means the daemon is stopping.
+    let _ = state.supervisor.send(message).await;
+}
+
+/// `GET /channels/{id}`.
+pub async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let props = find_channel(&state, &id).await?;
+    Ok(ok("channel found", channel_object(&state, &id, props).await?))
+}
+
+/// `POST /channels/{id}`: shallow merge; `config` and `metadata` are replaced wholesale.
+pub async fn update(
+    state: State,
+    id: web::Path<String>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_json(&request, payload, state.settings.max_body_size).await?;
+    validate(&CHANNEL_UPDATE, &body)?;
+    let mut props = find_channel(&state, &id).await?;
+    props.extend(into_object(body));
+    check_type_and_config(&state, &props)?;
+    state.host.store.save_channel(&id, &props).await?;
+    let _ = state
+        .supervisor
+        .send(UpdateChannel(channel_spec(&id, &props)))
+        .await;
+    Ok(ok("channel updated", channel_object(&state, &id, props).await?))
+}
+
+/// `DELETE /channels/{id}`: stops the channel; messages still queued are cancelled, each
+/// with a `rejected` event (reason `cancelled`), never dropped silently.
+pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    find_channel(&state, &id).await?;
+    let _ = state.supervisor.send(StopChannel(id.as_str().into())).await;
+    for message in state.host.queue.purge(&id).await? {
+        let cancelled = Event::nack(&message.message_id, "cancelled");
+        state.host.record_event(&id, &cancelled).await;
+    }
+    state.host.store.delete_channel(&id).await?;
+    state.host.logs.forget(&id);
+    state.host.callbacks.close_lane(&id);
+    Ok(ok("channel deleted", json!({})))
+}
+
+/// `POST /channels/{id}/restart` (the body is ignored).
+pub async fn restart(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    find_channel(&state, &id).await?;
+    let _ = state.supervisor.send(RestartChannel(id.as_str().into())).await;
+    Ok(ok("channel restarted", json!({})))
+}
+
+/// A validated body's object (the schemas require one, so nothing is lost).
+pub fn into_object(body: Value) -> Map<String, Value> {
+    match body {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The query of the logs endpoint.
+#[derive(Deserialize)]
+struct LogsQuery {
+    n: Option<String>,
+}
+
+/// `GET /channels/{id}/logs[?n=N]`: newest first, at most `max_logs`.
+pub async fn logs(
+    state: State,
+    id: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<LogsQuery>::from_query(request.query_string())
+        .map_err(|e| ApiError::ApiUsage(format!("bad query string: {e}")))?;
+    let max = state.settings.max_logs;
+    let n = match &query.n {
+        None => max,
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n > 0 => usize::try_from(n).unwrap_or(max).min(max),
+            _ => {
+                return Err(ApiError::ApiUsage(format!(
+                    "n must be a positive integer, not '{text}'"
+                )))
+            }
+        },
+    };
+    find_channel(&state, &id).await?;
+    Ok(ok("logs retrieved", json!(state.host.logs.recent(&id, n))))
+}

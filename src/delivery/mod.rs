@@ -1,0 +1,152 @@
+//! Callbacks: everything Junebug POSTs to applications (`mo_url`, `event_url`, `status_url`)
+//! goes through [`Callbacks`], with one shared HTTP client.
+//!
+//! Each callback travels in a *lane* (one per channel here) whose items are posted one after
+//! the other, so a channel's inbound messages and a message's events arrive in the order
+//! they happened. Lanes run side by side, so a slow endpoint holds back only its own lane.
+//! Auth follows API.md 10: `user:pass@` in the URL becomes `Authorization: Basic …` (and is
+//! removed from the URL); a token becomes `Authorization: Token <token>` and wins over Basic.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::logs::ChannelLogs;
+use junebug_actors::ports::LogRecord;
+
+/// One POST to make.
+#[derive(Debug, Clone)]
+pub struct Callback {
+    /// Where to.
+    pub url: String,
+    /// Sent as `Authorization: Token <token>`.
+    pub token: Option<String>,
+    /// The JSON body.
+    pub body: Value,
+    /// What it is, for logs: `inbound message`, `event`, `status`.
+    pub what: &'static str,
+}
+
+/// Posts callbacks, in order per lane.
+#[derive(Clone)]
+pub struct Callbacks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<Callback>>>,
+    runtime: tokio::runtime::Handle,
+    logs: Arc<ChannelLogs>,
+    logger: slog::Logger,
+}
+
+impl Callbacks {
+    /// Callbacks with `timeout` per request, run on the current runtime (whichever thread
+    /// later asks for a post).
+    pub fn new(timeout: Duration, logs: Arc<ChannelLogs>, logger: slog::Logger) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("junebug/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Callbacks {
+            inner: Arc::new(Inner {
+                client,
+                lanes: Mutex::new(HashMap::new()),
+                runtime: tokio::runtime::Handle::current(),
+                logs,
+                logger,
+            }),
+        }
+    }
+
+    /// Queues `callback` in channel `channel_id`'s lane.
+    pub fn post(&self, channel_id: &str, callback: Callback) {
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let lane = lanes.entry(channel_id.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let inner = self.inner.clone();
+            self.inner
+                .runtime
+                .spawn(run_lane(inner, channel_id.to_owned(), rx));
+            tx
+        });
+        // The lane task lives as long as its sender, which is in the map.
+        let _ = lane.send(callback);
+    }
+
+    /// Ends a deleted channel's lane once what it holds is posted.
+    pub fn close_lane(&self, channel_id: &str) {
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.remove(channel_id);
+    }
+}
+
+async fn run_lane(inner: Arc<Inner>, channel_id: String, mut rx: mpsc::UnboundedReceiver<Callback>) {
+    while let Some(callback) = rx.recv().await {
+        if let Err(problem) = send(&inner.client, &callback).await {
+            let text = format!("Error sending {} to {}: {problem}", callback.what, redact(&callback.url));
+            slog::warn!(inner.logger, "Callback failed"; "channel_id" => &channel_id, "error" => &text);
+            inner.logs.push(&channel_id, LogRecord::error(text));
+        }
+    }
+}
+
+/// Makes one POST; a non-2xx answer is an error.
+async fn send(client: &reqwest::Client, callback: &Callback) -> Result<(), String> {
+    let (url, basic) = split_credentials(&callback.url).map_err(|e| format!("bad URL: {e}"))?;
+    let mut request = client.post(url).json(&callback.body);
+    if let Some(token) = &callback.token {
+        request = request.header("Authorization", format!("Token {token}"));
+    } else if let Some((user, password)) = basic {
+        request = request.basic_auth(user, password);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", response.status()))
+    }
+}
+
+/// Takes `user:pass@` out of a URL.
+fn split_credentials(url: &str) -> Result<(Url, Option<(String, Option<String>)>), url::ParseError> {
+    let mut url = Url::parse(url)?;
+    if url.username().is_empty() {
+        return Ok((url, None));
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = (decode(url.username()), url.password().map(decode));
+    // Cannot fail: a URL with a username has a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url, Some(credentials)))
+}
+
+/// A URL without its credentials, for logs.
+fn redact(url: &str) -> String {
+    split_credentials(url).map_or_else(|_| url.to_owned(), |(u, _)| u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Credentials in a URL are taken out (decoded) for Basic auth.
+    #[test]
+    fn credentials_move_from_url_to_basic_auth() {
+        let (url, creds) = split_credentials("http://us%40er:p%3Ass@127.0.0.1:80/mo?x=1").unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1/mo?x=1");
+        assert_eq!(creds, Some(("us@er".into(), Some("p:ss".into()))));
+        assert_eq!(split_credentials("http://h/x").unwrap().1, None);
+        assert_eq!(redact("http://a:b@h/x"), "http://h/x");
+    }
+}

@@ -1,0 +1,164 @@
+//! [`Host`]: the daemon's side of the actors' ports. It records what channels report in the
+//! Store, counts it for the rates, and forwards it to applications through [`Callbacks`].
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use junebug_actors::message::{Event, Message, SessionEvent, StatusEvent};
+use junebug_actors::ports::{ChannelHost, LogRecord, OutboundConsumer, PortError};
+use serde_json::Value;
+
+use crate::delivery::{Callback, Callbacks};
+use crate::logs::ChannelLogs;
+use crate::metrics;
+use crate::queue::Queue;
+use crate::store::{ChannelProperties, Store};
+use crate::wire;
+
+/// Time settings the host applies.
+#[derive(Debug, Clone, Copy)]
+pub struct HostSettings {
+    /// How long inbound messages can be replied to.
+    pub inbound_ttl: Duration,
+    /// How long events of an outbound message are recorded and forwarded.
+    pub outbound_ttl: Duration,
+    /// Rate bucket size, seconds.
+    pub metric_window: f64,
+}
+
+/// Implements [`ChannelHost`] over the Store, the Queue, callbacks and channel logs.
+pub struct Host {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) callbacks: Callbacks,
+    pub(crate) logs: Arc<ChannelLogs>,
+    pub(crate) settings: HostSettings,
+    pub(crate) logger: slog::Logger,
+}
+
+/// A string property of a channel, if set.
+fn text<'a>(props: &'a ChannelProperties, key: &str) -> Option<&'a str> {
+    props.get(key).and_then(Value::as_str)
+}
+
+/// Whether the channel forwards inbound traffic (API.md 4.1: decided by key presence).
+pub fn has_destination(props: &ChannelProperties) -> bool {
+    props.contains_key("mo_url") || props.contains_key("amqp_queue")
+}
+
+impl Host {
+    /// Counts one `label` for the channel's rates.
+    pub async fn count(&self, channel_id: &str, label: &str) {
+        let window = self.settings.metric_window;
+        let bucket = metrics::current_bucket(window);
+        if let Err(e) = self
+            .store
+            .count(channel_id, label, bucket, metrics::bucket_ttl(window))
+            .await
+        {
+            self.backend_failed(channel_id, "count a rate", &e);
+        }
+    }
+
+    fn backend_failed(&self, channel_id: &str, what: &str, error: &dyn std::fmt::Display) {
+        slog::error!(self.logger, "Storage failed"; "channel_id" => channel_id, "action" => what, "error" => %error);
+        self.logs
+            .push(channel_id, LogRecord::error(format!("Cannot {what}: {error}")));
+    }
+
+    /// Records an event and forwards it to its message's `event_url`.
+    pub async fn record_event(&self, channel_id: &str, event: &Event) {
+        if let Err(e) = self
+            .store
+            .add_event(channel_id, event, self.settings.outbound_ttl)
+            .await
+        {
+            self.backend_failed(channel_id, "record an event", &e);
+        }
+        self.count(channel_id, wire::event_type(&event.kind)).await;
+        match self.store.load_outbound(channel_id, &event.user_message_id).await {
+            Ok(Some(record)) => {
+                if let Some(url) = record.event_url {
+                    let callback = Callback {
+                        url,
+                        token: record.event_auth_token,
+                        body: wire::event_json(channel_id, event),
+                        what: "event",
+                    };
+                    self.callbacks.post(channel_id, callback);
+                }
+            }
+            Ok(None) => {} // not sent through the API, or older than outbound_message_ttl
+            Err(e) => self.backend_failed(channel_id, "look up an outbound message", &e),
+        }
+    }
+}
+
+#[async_trait]
+impl ChannelHost for Host {
+    async fn inbound(&self, channel_id: &str, message: Message) {
+        let props = match self.store.load_channel(channel_id).await {
+            Ok(Some(props)) => props,
+            Ok(None) => return, // deleted meanwhile
+            Err(e) => return self.backend_failed(channel_id, "look up the channel", &e),
+        };
+        if message.session_event != Some(SessionEvent::Close) {
+            if let Err(e) = self
+                .store
+                .save_inbound(channel_id, &message, self.settings.inbound_ttl)
+                .await
+            {
+                self.backend_failed(channel_id, "store an inbound message", &e);
+            }
+        }
+        if has_destination(&props) {
+            self.count(channel_id, "inbound").await;
+        }
+        if let Some(url) = text(&props, "mo_url") {
+            let callback = Callback {
+                url: url.to_owned(),
+                token: text(&props, "mo_url_auth_token").map(str::to_owned),
+                body: wire::message_json(&message),
+                what: "inbound message",
+            };
+            self.callbacks.post(channel_id, callback);
+        }
+    }
+
+    async fn event(&self, channel_id: &str, event: Event) {
+        self.record_event(channel_id, &event).await;
+    }
+
+    async fn status(&self, channel_id: &str, status: StatusEvent) {
+        if let Err(e) = self.store.save_status(channel_id, &status).await {
+            self.backend_failed(channel_id, "store a status", &e);
+        }
+        match self.store.load_channel(channel_id).await {
+            Ok(Some(props)) => {
+                if let Some(url) = text(&props, "status_url") {
+                    let callback = Callback {
+                        url: url.to_owned(),
+                        token: None,
+                        body: wire::status_json(channel_id, &status),
+                        what: "status",
+                    };
+                    self.callbacks.post(channel_id, callback);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.backend_failed(channel_id, "look up the channel", &e),
+        }
+    }
+
+    fn log(&self, channel_id: &str, record: LogRecord) {
+        self.logs.push(channel_id, record);
+    }
+
+    async fn consume(
+        &self,
+        channel_id: &str,
+        prefetch: usize,
+    ) -> Result<Box<dyn OutboundConsumer>, PortError> {
+        Ok(self.queue.consume(channel_id, prefetch).await?)
+    }
+}

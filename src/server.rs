@@ -1,0 +1,169 @@
+//! Builds the daemon (backends, channel host, supervisor, HTTP API) and runs it.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::{web, App, HttpServer};
+use junebug_actors::supervisor::{Backoff, ChannelSupervisor, StartChannel, StopAll};
+use junebug_actors::TransportRegistry;
+
+use crate::api::{self, ApiSettings, ApiState};
+use crate::backend::BackendError;
+use crate::config::Config;
+use crate::delivery::Callbacks;
+use crate::host::{Host, HostSettings};
+use crate::logs::ChannelLogs;
+use crate::queue::embedded::{self as embedded_queue, EmbeddedQueue};
+use crate::sqlite::Database;
+use crate::store::embedded::{self as embedded_store, EmbeddedStore};
+
+/// How often expired stored data is swept away.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The HTTP listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address we tried.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A backend could not be opened.
+    #[error("cannot open the backend: {0}")]
+    Backend(#[from] BackendError),
+}
+
+/// A started daemon.
+pub struct Running {
+    /// Where the API listens.
+    pub addrs: Vec<SocketAddr>,
+    server: actix_web::dev::Server,
+    supervisor: Addr<ChannelSupervisor>,
+    logger: slog::Logger,
+}
+
+impl Running {
+    /// Serves until the server is stopped (SIGINT/SIGTERM), then stops every channel.
+    pub async fn serve(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        slog::info!(self.logger, "Stopping channels");
+        let _ = self.supervisor.send(StopAll).await;
+        served
+    }
+
+    /// A handle to stop the HTTP server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+/// Builds and starts everything with the channel types of `registry`. Must run inside an
+/// actix System.
+pub async fn start(
+    config: &Config,
+    registry: TransportRegistry,
+    logger: slog::Logger,
+) -> Result<Running, StartError> {
+    let schema = [embedded_store::SCHEMA, embedded_queue::SCHEMA].concat();
+    let db = Arc::new(Database::open(&config.data_dir, &schema)?);
+    let store = Arc::new(EmbeddedStore::new(db.clone()));
+    let queue = Arc::new(EmbeddedQueue::new(db));
+    let logs = Arc::new(ChannelLogs::new(config.max_logs));
+    let callbacks = Callbacks::new(
+        Duration::from_secs_f64(config.callback_timeout),
+        logs.clone(),
+        logger.clone(),
+    );
+    let host = Arc::new(Host {
+        store: store.clone(),
+        queue,
+        callbacks,
+        logs,
+        settings: HostSettings {
+            inbound_ttl: Duration::from_secs(config.inbound_message_ttl),
+            outbound_ttl: Duration::from_secs(config.outbound_message_ttl),
+            metric_window: config.metric_window,
+        },
+        logger: logger.clone(),
+    });
+    let backoff = Backoff {
+        initial: Duration::from_secs_f64(config.supervisor.restart_backoff_initial),
+        max: Duration::from_secs_f64(config.supervisor.restart_backoff_max),
+    };
+    let supervisor = ChannelSupervisor::new(
+        registry.clone(),
+        host.clone(),
+        config.arbiter_count(),
+        backoff,
+        logger.clone(),
+    )
+    .start();
+
+    let channels = host.store.load_channels().await?;
+    slog::info!(logger, "Starting stored channels"; "count" => channels.len());
+    for (id, props) in &channels {
+        let spec = api::channels::channel_spec(id, props);
+        if let Ok(Err(e)) = supervisor.send(StartChannel(spec)).await {
+            slog::error!(logger, "Cannot start a stored channel"; "channel_id" => id, "error" => %e);
+        }
+    }
+    actix_rt::spawn(sweep(store, logger.clone()));
+
+    let state = web::Data::new(ApiState {
+        host,
+        supervisor: supervisor.clone(),
+        registry,
+        settings: ApiSettings {
+            max_logs: config.max_logs,
+            max_body_size: config.max_body_size,
+            allow_expired_replies: config.allow_expired_replies,
+            metric_window: config.metric_window,
+        },
+    });
+    let bind_addr = (config.interface.clone(), config.port);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(api::normalize_path())
+            .configure(api::routes)
+    })
+    .bind(&bind_addr)
+    .map_err(|source| StartError::Bind {
+        addr: format!("{}:{}", bind_addr.0, bind_addr.1),
+        source,
+    })?;
+    let addrs = server.addrs();
+    let server = server.run();
+    for addr in &addrs {
+        slog::info!(logger, "Listening"; "url" => format!("http://{addr}"));
+    }
+    Ok(Running {
+        addrs,
+        server,
+        supervisor,
+        logger,
+    })
+}
+
+async fn sweep(store: Arc<EmbeddedStore>, logger: slog::Logger) {
+    let mut every = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        every.tick().await;
+        if let Err(e) = store.sweep().await {
+            slog::warn!(logger, "Cannot sweep expired data"; "error" => %e);
+        }
+    }
+}
+
+/// Runs the daemon until it is asked to stop.
+pub async fn run(config: Config, logger: slog::Logger) -> Result<(), StartError> {
+    let running = start(&config, TransportRegistry::builtin(), logger).await?;
+    running.serve().await.map_err(|source| StartError::Bind {
+        addr: format!("{}:{}", config.interface, config.port),
+        source,
+    })
+}

@@ -1,0 +1,314 @@
+//! The embedded Store: tables in the SQLite file of [`crate::sqlite`].
+//!
+//! Expiry is a column (`expires_at`, unix seconds); reads ignore expired rows and a sweep
+//! ([`EmbeddedStore::sweep`]) deletes them.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use junebug_actors::message::{Event, Message, StatusEvent};
+use rusqlite::{params, OptionalExtension};
+
+use super::{ChannelProperties, OutboundRecord, Store};
+use crate::backend::BackendError;
+use crate::sqlite::Database;
+
+/// The tables of the embedded store.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS channels (id TEXT PRIMARY KEY, properties TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inbound_messages (
+    channel_id TEXT NOT NULL, message_id TEXT NOT NULL, message TEXT NOT NULL,
+    expires_at REAL NOT NULL, PRIMARY KEY (channel_id, message_id));
+CREATE TABLE IF NOT EXISTS outbound_messages (
+    channel_id TEXT NOT NULL, message_id TEXT NOT NULL, record TEXT NOT NULL,
+    expires_at REAL NOT NULL, PRIMARY KEY (channel_id, message_id));
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, channel_id TEXT NOT NULL,
+    message_id TEXT NOT NULL, event TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_message ON events (channel_id, message_id, seq);
+CREATE TABLE IF NOT EXISTS statuses (
+    channel_id TEXT NOT NULL, component TEXT NOT NULL, status TEXT NOT NULL,
+    PRIMARY KEY (channel_id, component));
+CREATE TABLE IF NOT EXISTS rates (
+    channel_id TEXT NOT NULL, label TEXT NOT NULL, bucket INTEGER NOT NULL,
+    count INTEGER NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (channel_id, label, bucket));
+";
+
+/// The embedded Store.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, BackendError> {
+    serde_json::to_string(value).map_err(|e| BackendError::new("sqlite", e.to_string()))
+}
+
+/// Parses a stored JSON column; a row we cannot read is reported, not skipped silently.
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+impl EmbeddedStore {
+    /// A store in `db` (whose schema includes [`SCHEMA`]).
+    pub fn new(db: Arc<Database>) -> Self {
+        EmbeddedStore { db }
+    }
+
+    /// Deletes expired rows; run now and then.
+    pub async fn sweep(&self) -> Result<(), BackendError> {
+        self.db
+            .call(|conn| {
+                let t = now();
+                for table in ["inbound_messages", "outbound_messages", "events", "rates"] {
+                    conn.execute(&format!("DELETE FROM {table} WHERE expires_at <= ?1"), [t])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn save_channel(&self, id: &str, props: &ChannelProperties) -> Result<(), BackendError> {
+        let (id, props) = (id.to_owned(), to_json(props)?);
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO channels (id, properties) VALUES (?1, ?2)",
+                    params![id, props],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn load_channel(&self, id: &str) -> Result<Option<ChannelProperties>, BackendError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.query_row("SELECT properties FROM channels WHERE id = ?1", [id], |row| {
+                    from_json(&row.get::<_, String>(0)?)
+                })
+                .optional()
+            })
+            .await
+    }
+
+    async fn load_channels(&self) -> Result<Vec<(String, ChannelProperties)>, BackendError> {
+        self.db
+            .call(|conn| {
+                let mut stmt = conn.prepare("SELECT id, properties FROM channels ORDER BY id")?;
+                let rows = stmt.query_map([], |row| {
+                    Ok((row.get(0)?, from_json(&row.get::<_, String>(1)?)?))
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn delete_channel(&self, id: &str) -> Result<bool, BackendError> {
+        let id = id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute("DELETE FROM statuses WHERE channel_id = ?1", [&id])?;
+                Ok(conn.execute("DELETE FROM channels WHERE id = ?1", [&id])? > 0)
+            })
+            .await
+    }
+
+    async fn save_inbound(
+        &self,
+        channel_id: &str,
+        message: &Message,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let row = (channel_id.to_owned(), message.message_id.clone(), to_json(message)?);
+        let expires = now() + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO inbound_messages VALUES (?1, ?2, ?3, ?4)",
+                    params![row.0, row.1, row.2, expires],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn load_inbound(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>, BackendError> {
+        let key = (channel_id.to_owned(), message_id.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT message FROM inbound_messages
+                     WHERE channel_id = ?1 AND message_id = ?2 AND expires_at > ?3",
+                    params![key.0, key.1, now()],
+                    |row| from_json(&row.get::<_, String>(0)?),
+                )
+                .optional()
+            })
+            .await
+    }
+
+    async fn save_outbound(
+        &self,
+        channel_id: &str,
+        record: &OutboundRecord,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let row = (
+            channel_id.to_owned(),
+            record.message.message_id.clone(),
+            to_json(record)?,
+        );
+        let expires = now() + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO outbound_messages VALUES (?1, ?2, ?3, ?4)",
+                    params![row.0, row.1, row.2, expires],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn load_outbound(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<Option<OutboundRecord>, BackendError> {
+        let key = (channel_id.to_owned(), message_id.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT record FROM outbound_messages
+                     WHERE channel_id = ?1 AND message_id = ?2 AND expires_at > ?3",
+                    params![key.0, key.1, now()],
+                    |row| from_json(&row.get::<_, String>(0)?),
+                )
+                .optional()
+            })
+            .await
+    }
+
+    async fn add_event(
+        &self,
+        channel_id: &str,
+        event: &Event,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let row = (
+            channel_id.to_owned(),
+            event.user_message_id.clone(),
+            to_json(event)?,
+        );
+        let expires = now() + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO events (channel_id, message_id, event, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![row.0, row.1, row.2, expires],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError> {
+        let key = (channel_id.to_owned(), message_id.to_owned());
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT event FROM events
+                     WHERE channel_id = ?1 AND message_id = ?2 AND expires_at > ?3 ORDER BY seq",
+                )?;
+                let rows = stmt.query_map(params![key.0, key.1, now()], |row| {
+                    from_json(&row.get::<_, String>(0)?)
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn save_status(&self, channel_id: &str, status: &StatusEvent) -> Result<(), BackendError> {
+        let row = (channel_id.to_owned(), status.component.clone(), to_json(status)?);
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO statuses VALUES (?1, ?2, ?3)",
+                    params![row.0, row.1, row.2],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn statuses(&self, channel_id: &str) -> Result<Vec<StatusEvent>, BackendError> {
+        let id = channel_id.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT status FROM statuses WHERE channel_id = ?1 ORDER BY component",
+                )?;
+                let rows = stmt.query_map([id], |row| from_json(&row.get::<_, String>(0)?))?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn count(
+        &self,
+        channel_id: &str,
+        label: &str,
+        bucket: i64,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let key = (channel_id.to_owned(), label.to_owned());
+        let expires = now() + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT INTO rates VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT (channel_id, label, bucket) DO UPDATE SET count = count + 1",
+                    params![key.0, key.1, bucket, expires],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn counts(
+        &self,
+        channel_id: &str,
+        bucket: i64,
+    ) -> Result<HashMap<String, u64>, BackendError> {
+        let id = channel_id.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT label, count FROM rates WHERE channel_id = ?1 AND bucket = ?2",
+                )?;
+                let rows = stmt.query_map(params![id, bucket], |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)?.unsigned_abs()))
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+}

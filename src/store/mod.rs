@@ -1,0 +1,102 @@
+//! The `Store`: channel configs, messages kept for replies and events, statuses and rates.
+//!
+//! - [`embedded`]: SQLite in `data_dir` (the default, nothing to install).
+//!
+//! Data with a time to live (inbound messages, outbound records, events, rate buckets) is
+//! never returned once expired, whatever the backend does to reclaim the space.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use junebug_actors::message::{Event, Message, StatusEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::backend::BackendError;
+
+pub mod embedded;
+
+/// A channel's stored properties, exactly as the client gave (and merged) them.
+pub type ChannelProperties = Map<String, Value>;
+
+/// What we keep of an outbound message so its events can be routed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OutboundRecord {
+    /// The message as queued.
+    pub message: Message,
+    /// Where its events are POSTed.
+    pub event_url: Option<String>,
+    /// Sent as `Authorization: Token …` with its events.
+    pub event_auth_token: Option<String>,
+}
+
+/// The state backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or replaces a channel.
+    async fn save_channel(&self, id: &str, props: &ChannelProperties) -> Result<(), BackendError>;
+    /// One channel's properties.
+    async fn load_channel(&self, id: &str) -> Result<Option<ChannelProperties>, BackendError>;
+    /// Every channel, sorted by id.
+    async fn load_channels(&self) -> Result<Vec<(String, ChannelProperties)>, BackendError>;
+    /// Removes a channel and its statuses; false if there was none.
+    async fn delete_channel(&self, id: &str) -> Result<bool, BackendError>;
+
+    /// Keeps an inbound message for `ttl`, so it can be replied to.
+    async fn save_inbound(
+        &self,
+        channel_id: &str,
+        message: &Message,
+        ttl: Duration,
+    ) -> Result<(), BackendError>;
+    /// An inbound message of this channel that has not expired.
+    async fn load_inbound(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>, BackendError>;
+
+    /// Keeps an outbound message's record for `ttl`.
+    async fn save_outbound(
+        &self,
+        channel_id: &str,
+        record: &OutboundRecord,
+        ttl: Duration,
+    ) -> Result<(), BackendError>;
+    /// An outbound record of this channel that has not expired.
+    async fn load_outbound(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<Option<OutboundRecord>, BackendError>;
+
+    /// Adds an event to its message's history, kept for `ttl`.
+    async fn add_event(
+        &self,
+        channel_id: &str,
+        event: &Event,
+        ttl: Duration,
+    ) -> Result<(), BackendError>;
+    /// A message's events, in the order they happened.
+    async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError>;
+
+    /// Keeps the latest status of a component.
+    async fn save_status(&self, channel_id: &str, status: &StatusEvent) -> Result<(), BackendError>;
+    /// The latest status of each component.
+    async fn statuses(&self, channel_id: &str) -> Result<Vec<StatusEvent>, BackendError>;
+
+    /// Counts one `label` occurrence in time bucket `bucket`, kept for `ttl`.
+    async fn count(
+        &self,
+        channel_id: &str,
+        label: &str,
+        bucket: i64,
+        ttl: Duration,
+    ) -> Result<(), BackendError>;
+    /// The counts of every label in `bucket`.
+    async fn counts(
+        &self,
+        channel_id: &str,
+        bucket: i64,
+    ) -> Result<HashMap<String, u64>, BackendError>;
+}

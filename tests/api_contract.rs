@@ -1,0 +1,277 @@
+//! The HTTP contract of API.md: every endpoint, the envelope, status codes, error shapes,
+//! validation before lookup, trailing slashes, 404/405/413, and no 500 for any input.
+mod common;
+
+use common::{Api, Daemon};
+use serde_json::{json, Value};
+
+const MISSING: &str = "/channels/00000000-0000-4000-8000-000000000000";
+
+fn assert_envelope(env: &Value, status: u16) {
+    let keys: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 4, "{env}");
+    for key in ["status", "code", "description", "result"] {
+        assert!(env.get(key).is_some(), "{key} missing in {env}");
+    }
+    assert_eq!(env["status"], status);
+}
+
+fn first_error(env: &Value) -> &Value {
+    &env["result"]["errors"][0]
+}
+
+fn telnet_channel(extra: Value) -> Value {
+    let mut body = json!({"type": "telnet", "config": {"twisted_endpoint": "tcp:0"}});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body
+}
+
+/// Create, get, list, update, restart and delete a channel, with exact envelopes.
+#[actix_rt::test]
+async fn channel_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let api = Api::new(&daemon.url);
+
+    let (status, env) = api.get("/channels/").await;
+    assert_eq!((status, &env["result"]), (200, &json!([])));
+    assert_eq!(env["description"], "channels listed");
+
+    let body = telnet_channel(json!({"label": "x", "metadata": {"a": 1}, "extra_key": [1],
+                                     "rate_limit_count": 5, "character_limit": 10}));
+    let (status, env) = api.post("/channels/", body).await;
+    assert_envelope(&env, 201);
+    assert_eq!((status, env["code"].as_str()), (201, Some("Created")));
+    let channel = env["result"].clone();
+    let id = channel["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36);
+    assert_eq!(channel["extra_key"], json!([1]), "unknown keys are kept");
+    assert!(channel.get("mo_url").is_none(), "absent keys stay absent");
+    for rate in ["inbound_message_rate", "outbound_message_rate", "submitted_event_rate",
+                 "rejected_event_rate", "delivery_succeeded_rate", "delivery_failed_rate",
+                 "delivery_pending_rate"] {
+        assert_eq!(channel["status"][rate], json!(0), "{rate}");
+    }
+
+    let second = api.create_channel(telnet_channel(json!({}))).await;
+    let (_, env) = api.get("/channels").await;
+    let mut expected = vec![id.clone(), second.clone()];
+    expected.sort();
+    assert_eq!(env["result"], json!(expected), "sorted ids, no redirect without slash");
+
+    let (status, env) = api.get(&format!("/channels/{id}")).await;
+    assert_eq!((status, &env["description"]), (200, &json!("channel found")));
+    assert_eq!(env["result"], channel);
+
+    let (status, env) = api
+        .post(&format!("/channels/{id}"), json!({"mo_url": null, "metadata": {"b": 2}}))
+        .await;
+    assert_eq!((status, &env["description"]), (200, &json!("channel updated")));
+    assert_eq!(env["result"]["mo_url"], json!(null), "null is stored as null");
+    assert_eq!(env["result"]["metadata"], json!({"b": 2}), "replaced wholesale");
+    assert_eq!(env["result"]["label"], "x");
+
+    let (status, env) = api
+        .call("POST", &format!("/channels/{id}/restart"), Some(json!("anything")))
+        .await;
+    assert_eq!((status, &env["description"], &env["result"]), (200, &json!("channel restarted"), &json!({})));
+
+    let (status, env) = api.delete(&format!("/channels/{id}")).await;
+    assert_eq!((status, &env["description"], &env["result"]), (200, &json!("channel deleted"), &json!({})));
+    for (method, path) in [("GET", format!("/channels/{id}")), ("DELETE", format!("/channels/{id}")),
+                           ("POST", format!("/channels/{id}/restart")),
+                           ("GET", format!("/channels/{id}/logs"))] {
+        let (status, env) = api.call(method, &path, None).await;
+        assert_eq!(status, 404, "{method} {path}");
+        assert_eq!(env["description"], "channel not found");
+        assert_eq!(first_error(&env)["type"], "ChannelNotFound");
+        assert_eq!(first_error(&env)["message"], format!("Channel with ID {id} not found"));
+    }
+    let (_, env) = api.get("/channels/").await;
+    assert_eq!(env["result"], json!([second]));
+}
+
+/// Schema violations: one `invalid_body` entry per violation, with its schema path.
+#[actix_rt::test]
+async fn validation_errors_have_the_original_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let api = Api::new(&daemon.url);
+
+    let (status, env) = api.post("/channels/", json!({})).await;
+    assert_eq!(status, 400);
+    assert_envelope(&env, 400);
+    assert_eq!(env["description"], "api usage error");
+    let errors = env["result"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2);
+    for e in errors {
+        assert_eq!(e["type"], "invalid_body");
+        assert_eq!(e["schema_path"], json!(["required"]));
+    }
+
+    let (_, env) = api
+        .post("/channels/", json!({"type": "telnet", "config": {}, "rate_limit_count": -3,
+                                   "character_limit": "a"}))
+        .await;
+    let mut paths: Vec<Value> = env["result"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["schema_path"].clone())
+        .collect();
+    paths.sort_by_key(|p| p.to_string());
+    assert_eq!(paths, [json!(["properties", "character_limit", "type"]),
+                       json!(["properties", "rate_limit_count", "minimum"])]);
+
+    let (_, env) = api.post("/channels/", json!([1, 2])).await;
+    assert_eq!(first_error(&env)["schema_path"], json!(["type"]));
+
+    // Validation comes before lookup: a bad body to a missing channel is a 400.
+    let (status, env) = api.post(&format!("{MISSING}/messages/"), json!({"content": "x", "foo": 1})).await;
+    assert_eq!(status, 400);
+    assert_eq!(first_error(&env)["schema_path"], json!(["additionalProperties"]));
+    assert!(first_error(&env)["message"].as_str().unwrap().contains("foo"));
+    let (status, _) = api.post(MISSING, json!({"character_limit": -1})).await;
+    assert_eq!(status, 400);
+}
+
+/// Domain errors: unknown type, bad config, JSON decode errors.
+#[actix_rt::test]
+async fn domain_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let api = Api::new(&daemon.url);
+
+    let (status, env) = api.post("/channels/", json!({"type": "carrier-pigeon", "config": {}})).await;
+    assert_eq!(status, 400);
+    assert_eq!(env["description"], "invalid channel type");
+    assert_eq!(first_error(&env)["type"], "InvalidChannelType");
+    assert_eq!(first_error(&env)["message"],
+               "Invalid channel type 'carrier-pigeon', must be one of: telnet");
+
+    let (status, env) = api.post("/channels/", json!({"type": "telnet", "config": {}})).await;
+    assert_eq!(status, 400, "{env}");
+    assert_eq!(first_error(&env)["type"], "InvalidChannelConfig");
+    assert!(first_error(&env)["message"].as_str().unwrap().contains("twisted_endpoint"), "{env}");
+    let (_, env) = api.get("/channels/").await;
+    assert_eq!(env["result"], json!([]), "nothing stored");
+
+    for body in [&b""[..], b"   ", b"{", b"nope", b"{\"type\": }"] {
+        let (status, env) = api.raw("POST", "/channels/", Some(body.to_vec())).await;
+        assert_eq!(status, 400, "{body:?}");
+        assert_eq!(env["description"], "json decode error");
+        assert_eq!(first_error(&env)["type"], "JsonDecodeError");
+    }
+    let (_, env) = api.raw("POST", "/channels/", Some(Vec::new())).await;
+    assert_eq!(first_error(&env)["message"], "No JSON object could be decoded");
+}
+
+/// Unknown paths are 404 and wrong methods 405, in the envelope; both slash forms route.
+#[actix_rt::test]
+async fn routing_errors_and_trailing_slashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let api = Api::new(&daemon.url);
+
+    let (status, env) = api.get("/nope").await;
+    assert_eq!(status, 404);
+    assert_envelope(&env, 404);
+    assert_eq!(env["code"], "Not Found");
+    assert_eq!(first_error(&env)["code"], 404);
+    assert_eq!(first_error(&env)["type"], "Not Found");
+    assert!(first_error(&env)["message"].as_str().unwrap().starts_with("404 Not Found: The requested URL"));
+
+    let (status, env) = api.call("PUT", "/channels/", Some(json!({}))).await;
+    assert_eq!(status, 405);
+    assert_eq!(env["code"], "Method Not Allowed");
+    assert_eq!(first_error(&env)["type"], "Method Not Allowed");
+
+    for path in ["/health", "/health/"] {
+        let (status, env) = api.get(path).await;
+        assert_eq!((status, &env["description"], &env["result"]), (200, &json!("health ok"), &json!({})));
+    }
+    let id = api.create_channel(telnet_channel(json!({}))).await;
+    for path in [format!("/channels/{id}"), format!("/channels/{id}/"),
+                 format!("/channels/{id}/logs"), format!("/channels/{id}/logs/")] {
+        let (status, _) = api.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+    }
+}
+
+/// Oversized bodies get 413 in the envelope; malformed input of every kind never a 500.
+#[actix_rt::test]
+async fn hostile_input_never_causes_a_server_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &[], &[("JUNEBUG_MAX_BODY_SIZE", "4096")]);
+    let api = Api::new(&daemon.url);
+    let id = api.create_channel(telnet_channel(json!({}))).await;
+
+    let huge = format!("{{\"content\": \"{}\"}}", "x".repeat(10_000));
+    let (status, env) = api
+        .raw("POST", &format!("/channels/{id}/messages/"), Some(huge.into_bytes()))
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(env["code"], "Payload Too Large");
+
+    let bodies: Vec<Value> = vec![
+        json!(null), json!(1), json!("s"), json!([]), json!({"content": 1}),
+        json!({"content": null}), json!({"content": "x", "to": null}),
+        json!({"content": "x", "to": 5}), json!({"content": "x", "reply_to": 7}),
+        json!({"content": "x", "channel_data": []}), json!({"content": "x", "priority": {}}),
+        json!({"content": "x", "to": "a", "channel_data": {"session_event": "bogus"}}),
+        json!({"content": "\u{0000}\u{ffff}", "to": "\u{1F600}"}),
+        json!({"content": "x", "reply_to": "'; DROP TABLE channels; --"}),
+    ];
+    let paths = [format!("/channels/{id}/messages/"), format!("/channels/{id}"),
+                 "/channels/".to_owned(), format!("{MISSING}/messages/")];
+    for body in &bodies {
+        for path in &paths {
+            let (status, env) = api.post(path, body.clone()).await;
+            assert!(status < 500, "{path} {body} -> {status} {env}");
+            assert_envelope(&env, status);
+        }
+    }
+    for query in ["?n=abc", "?n=-1", "?n=0", "?n=99999999999999999999999", "?n=%ff", "?n=5&n=6"] {
+        let (status, env) = api.get(&format!("/channels/{id}/logs{query}")).await;
+        assert!(status < 500, "{query} -> {status} {env}");
+    }
+    let (status, env) = api.get(&format!("/channels/{id}/logs?n=abc")).await;
+    assert_eq!(status, 400);
+    assert!(first_error(&env)["message"].as_str().unwrap().contains('n'));
+    let (status, _) = api.get(&format!("/channels/{id}/messages/%00%ff")).await;
+    assert_eq!(status, 200, "unknown message ids are not validated");
+}
+
+/// The logs endpoint returns the channel's newest entries first, bounded by `n`.
+#[actix_rt::test]
+async fn logs_newest_first_bounded_by_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let api = Api::new(&daemon.url);
+    let port = common::free_port();
+    let id = api
+        .create_channel(json!({"type": "telnet", "config": {"twisted_endpoint": format!("tcp:{port}")}}))
+        .await;
+    let client = common::TelnetClient::connect_when_ready(port).await;
+    let registering = format!("Registering client connected from '{}'", client.local_addr);
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let entries = loop {
+        let (status, env) = api.get(&format!("/channels/{id}/logs")).await;
+        assert_eq!(status, 200);
+        let entries = env["result"].as_array().unwrap().clone();
+        if entries.iter().any(|e| e["message"] == json!(registering)) {
+            break entries;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{entries:?}");
+        // Polling the endpoint is how ops read logs; nothing to await on the server side.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(entries[0]["message"], json!(registering), "newest first");
+    assert_eq!(entries[0]["level"], 20);
+    assert_eq!(entries[0]["logger"], json!(id));
+    assert!(entries[0]["timestamp"].is_f64());
+    let (_, env) = api.get(&format!("/channels/{id}/logs?n=1")).await;
+    assert_eq!(env["result"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,310 @@
+//! Test harness: the real daemon binary (or the app in-process), a real HTTP server that
+//! records callbacks, a JSON API client and a telnet client, all on 127.0.0.1.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `junebug` process with its own data directory.
+pub struct Daemon {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts the binary on a fresh temp dir.
+    pub fn start(dir: &Path) -> Daemon {
+        Daemon::start_with(dir, &[], &[])
+    }
+
+    /// Starts the binary on `dir` with extra args and environment.
+    pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let data_dir = dir.join("data");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_junebug"));
+        cmd.current_dir(dir)
+            .args(["-i", "127.0.0.1", "-p", "0", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--logging-path")
+            .arg(dir.join("logs"))
+            .args(args)
+            .env("JUNEBUG_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start junebug");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (found_tx, found_rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                    if entry["msg"] == "Listening" {
+                        let _ = found_tx.send(entry["url"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let url = match found_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => panic!("junebug did not start: {:?}", lines.lock().unwrap()),
+        };
+        Daemon {
+            child,
+            url,
+            data_dir,
+            stderr: lines,
+        }
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown at all).
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// What the daemon logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON API client: every answer is (status, envelope).
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+        (status, json)
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.raw(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call("DELETE", path, None).await
+    }
+
+    /// Creates a channel and returns its id (asserting 201).
+    pub async fn create_channel(&self, body: Value) -> String {
+        let (status, env) = self.post("/channels/", body).await;
+        assert_eq!(status, 201, "{env}");
+        env["result"]["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A request the callback server received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+/// A real HTTP server on 127.0.0.1 recording every request (it answers 200).
+pub struct CallbackServer {
+    pub url: String,
+    rx: mpsc::UnboundedReceiver<Received>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl CallbackServer {
+    pub async fn start() -> CallbackServer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let server = HttpServer::new(move || {
+            let tx = tx.clone();
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(Received {
+                        method: req.method().to_string(),
+                        path: req.uri().to_string(),
+                        authorization: req
+                            .headers()
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap().to_owned()),
+                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    });
+                    HttpResponse::Ok().finish()
+                }
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr: SocketAddr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        CallbackServer {
+            url: format!("http://{addr}"),
+            rx,
+            handle,
+        }
+    }
+
+    /// The next request, or a panic after [`WAIT`].
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("no callback arrived in time")
+            .expect("callback server gone")
+    }
+
+    /// The next request whose path starts with `prefix` (others are skipped).
+    pub async fn next_on(&mut self, prefix: &str) -> Received {
+        loop {
+            let r = self.next().await;
+            if r.path.starts_with(prefix) {
+                return r;
+            }
+        }
+    }
+
+    /// Nothing else arrives within `window`.
+    pub async fn assert_quiet(&mut self, window: Duration) {
+        if let Ok(Some(r)) = tokio::time::timeout(window, self.rx.recv()).await {
+            panic!("unexpected callback: {r:?}");
+        }
+    }
+}
+
+impl Drop for CallbackServer {
+    fn drop(&mut self) {
+        let _ = self.handle.stop(false);
+    }
+}
+
+/// A telnet client on a real socket.
+pub struct TelnetClient {
+    reader: AsyncBufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    pub local_addr: String,
+}
+
+impl TelnetClient {
+    pub async fn connect(port: u16) -> TelnetClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let local_addr = stream.local_addr().unwrap().to_string();
+        let (r, w) = stream.into_split();
+        TelnetClient {
+            reader: AsyncBufReader::new(r),
+            writer: w,
+            local_addr,
+        }
+    }
+
+    /// Connects, retrying while the channel is still starting to listen.
+    pub async fn connect_when_ready(port: u16) -> TelnetClient {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(stream) => {
+                    let local_addr = stream.local_addr().unwrap().to_string();
+                    let (r, w) = stream.into_split();
+                    return TelnetClient {
+                        reader: AsyncBufReader::new(r),
+                        writer: w,
+                        local_addr,
+                    };
+                }
+                Err(e) if tokio::time::Instant::now() > deadline => panic!("cannot connect: {e}"),
+                // The listener is not up yet: poll the port, as a real client would retry.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    pub async fn send_line(&mut self, text: &str) {
+        self.writer
+            .write_all(format!("{text}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// The next line, without its line ending.
+    pub async fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+            .await
+            .expect("no line in time")
+            .unwrap();
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    }
+
+    /// Whether the server closed the connection (EOF) in time.
+    pub async fn closed(&mut self) -> bool {
+        let mut line = String::new();
+        matches!(
+            tokio::time::timeout(WAIT, self.reader.read_line(&mut line)).await,
+            Ok(Ok(0))
+        )
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -273,6 +273,31 @@ impl TelnetClient {
         }
     }
 
+    /// Connects from local port `local_port` (so a reconnect has the same address),
+    /// retrying while the channel is still starting to listen.
+    pub async fn connect_from(port: u16, local_port: u16) -> TelnetClient {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            socket.bind(([127, 0, 0, 1], local_port).into()).unwrap();
+            match socket.connect(([127, 0, 0, 1], port).into()).await {
+                Ok(stream) => {
+                    let local_addr = stream.local_addr().unwrap().to_string();
+                    let (r, w) = stream.into_split();
+                    return TelnetClient {
+                        reader: AsyncBufReader::new(r),
+                        writer: w,
+                        local_addr,
+                    };
+                }
+                Err(e) if tokio::time::Instant::now() > deadline => panic!("cannot connect: {e}"),
+                // The listener is not up yet: poll the port, as a real client would retry.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     pub async fn send_line(&mut self, text: &str) {
         self.writer
             .write_all(format!("{text}\r\n").as_bytes())

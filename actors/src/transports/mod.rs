@@ -78,12 +78,21 @@ mod tests {
     #[test]
     fn parse_config_names_the_bad_key() {
         let ok: Example = parse_config(&json!({"name": "a", "count": 2, "extra": [1]})).unwrap();
-        assert_eq!(ok, Example { name: "a".into(), count: Some(2) });
+        assert_eq!(
+            ok,
+            Example {
+                name: "a".into(),
+                count: Some(2)
+            }
+        );
         let err = parse_config::<Example>(&json!({"name": "a", "count": "x"})).unwrap_err();
         assert_eq!(err.key, "count");
         assert!(err.message.contains("invalid type"), "{err}");
         let err = parse_config::<Example>(&json!({"count": 1})).unwrap_err();
-        assert_eq!((err.key.as_str(), err.message.as_str()), ("name", "is required"));
+        assert_eq!(
+            (err.key.as_str(), err.message.as_str()),
+            ("name", "is required")
+        );
         let err = parse_config::<Example>(&json!({"count": -1})).unwrap_err();
         assert_eq!(err.key, "count", "a bad value wins over a missing field");
         assert!(parse_config::<Example>(&json!(3)).is_err());

@@ -68,7 +68,9 @@ where
 /// Locks `mutex`, ignoring poisoning: a test that panicked while holding it has failed
 /// already, and the data stays readable for the others.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// An append-only record of things that happened, in order, that a test can await.
@@ -173,7 +175,11 @@ impl<T: Clone> Journal<T> {
     }
 
     /// Polls `check` after every new entry until it gives a value or `wait` runs out.
-    async fn wait_until<R>(&self, wait: Duration, mut check: impl FnMut() -> Option<R>) -> Option<R> {
+    async fn wait_until<R>(
+        &self,
+        wait: Duration,
+        mut check: impl FnMut() -> Option<R>,
+    ) -> Option<R> {
         let attempt = async {
             loop {
                 // Register for the wake-up before checking, so an entry pushed between the
@@ -335,7 +341,10 @@ impl RecordingHost {
             .map(|queue| queue.ready.iter().collect())
             .unwrap_or_default();
         ready.sort_by_key(|queued| delivery_order(queued));
-        ready.into_iter().map(|queued| queued.message.clone()).collect()
+        ready
+            .into_iter()
+            .map(|queued| queued.message.clone())
+            .collect()
     }
 
     /// The messages of `channel_id` delivered to a consumer and not acked yet, in enqueue
@@ -347,7 +356,10 @@ impl RecordingHost {
             .map(|queue| queue.unacked.values().map(|(_, queued)| queued).collect())
             .unwrap_or_default();
         unacked.sort_by_key(|queued| queued.seq);
-        unacked.into_iter().map(|queued| queued.message.clone()).collect()
+        unacked
+            .into_iter()
+            .map(|queued| queued.message.clone())
+            .collect()
     }
 
     /// Deletes `channel_id`'s queue for good: its consumers' `next` returns `None`, and
@@ -448,7 +460,9 @@ impl TestConsumer {
             return Ok(None);
         };
         let queued = queue.ready.remove(index);
-        queue.unacked.insert(tag, (self.consumer_id, queued.clone()));
+        queue
+            .unacked
+            .insert(tag, (self.consumer_id, queued.clone()));
         Ok(Some(Delivery {
             message: queued.message,
             priority: queued.priority,
@@ -666,7 +680,11 @@ mod tests {
             let two = consumer.next().await.unwrap();
             drop(one);
             drop(consumer);
-            let texts: Vec<_> = host.queued("ch").into_iter().filter_map(|m| m.content).collect();
+            let texts: Vec<_> = host
+                .queued("ch")
+                .into_iter()
+                .filter_map(|m| m.content)
+                .collect();
             assert_eq!(texts, ["one", "two", "three"]);
             assert!(two.receipt.ack().await.is_err(), "ack after requeue");
             assert!(host.acks().is_empty());
@@ -699,9 +717,15 @@ mod tests {
             ctx.inbound(message("hi")).await;
             let _task = ctx.spawn("worker", async { Err(TransportError("boom".into())) });
             assert_eq!(failures.next().await, "worker failed: boom");
-            assert_eq!(host.logs().next().await, ("ch".into(), LogRecord::info("Hello")));
+            assert_eq!(
+                host.logs().next().await,
+                ("ch".into(), LogRecord::info("Hello"))
+            );
             let (channel, inbound) = host.inbound().next().await;
-            assert_eq!((channel.as_str(), inbound.content.as_deref()), ("ch", Some("hi")));
+            assert_eq!(
+                (channel.as_str(), inbound.content.as_deref()),
+                ("ch", Some("hi"))
+            );
         });
     }
 }

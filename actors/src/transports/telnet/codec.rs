@@ -202,13 +202,33 @@ mod tests {
             ("crlf becomes lf", b"hi\r\nthere\r\n", b"hi\nthere\n", b""),
             ("cr nul is a cr", b"a\r\0b", b"a\rb", b""),
             ("bare cr stays", b"a\rb", b"a\rb", b""),
-            ("escaped iac is data", &[b'a', IAC, IAC, b'b'], &[b'a', IAC, b'b'], b""),
-            ("do is refused with wont", &[IAC, DO, ECHO], b"", &[IAC, WONT, ECHO]),
-            ("will is refused with dont", &[IAC, WILL, SGA], b"", &[IAC, DONT, SGA]),
+            (
+                "escaped iac is data",
+                &[b'a', IAC, IAC, b'b'],
+                &[b'a', IAC, b'b'],
+                b"",
+            ),
+            (
+                "do is refused with wont",
+                &[IAC, DO, ECHO],
+                b"",
+                &[IAC, WONT, ECHO],
+            ),
+            (
+                "will is refused with dont",
+                &[IAC, WILL, SGA],
+                b"",
+                &[IAC, DONT, SGA],
+            ),
             ("wont needs no answer", &[IAC, WONT, ECHO], b"", b""),
             ("dont needs no answer", &[IAC, DONT, ECHO], b"", b""),
             ("nop is skipped", &[b'a', IAC, NOP, b'b'], b"ab", b""),
-            ("unknown command is skipped", &[b'a', IAC, 200, b'b'], b"ab", b""),
+            (
+                "unknown command is skipped",
+                &[b'a', IAC, 200, b'b'],
+                b"ab",
+                b"",
+            ),
             (
                 "subnegotiation is skipped",
                 &[b'x', IAC, SB, NAWS, 0, 80, 0, 24, IAC, SE, b'y'],
@@ -227,7 +247,12 @@ mod tests {
                 b"hi\n",
                 &[IAC, DONT, ECHO, IAC, WONT, SGA],
             ),
-            ("cr then iac command", &[b'a', b'\r', IAC, NOP, b'b'], b"a\rb", b""),
+            (
+                "cr then iac command",
+                &[b'a', b'\r', IAC, NOP, b'b'],
+                b"a\rb",
+                b"",
+            ),
         ];
         for (name, input, data, replies) in cases {
             let mut decoder = Decoder::new();
@@ -264,7 +289,10 @@ mod tests {
         assert_eq!(reads[1].text().as_deref(), Some(""));
         assert_eq!(reads[2].text().as_deref(), Some("two\nlines"));
         let mut decoder = Decoder::new();
-        assert_eq!(decoder.decode(b"caf\xc3").text().as_deref(), Some("caf\u{fffd}"));
+        assert_eq!(
+            decoder.decode(b"caf\xc3").text().as_deref(),
+            Some("caf\u{fffd}")
+        );
     }
 
     /// A LF completing a CR of the previous read is not a message of its own.

@@ -141,9 +141,7 @@ impl TelnetConfig {
         Ok(TelnetSettings {
             listen,
             to_addr: self.to_addr.filter(|to| !to.is_empty()),
-            transport_type: self
-                .transport_type
-                .unwrap_or_else(default_transport_type),
+            transport_type: self.transport_type.unwrap_or_else(default_transport_type),
         })
     }
 }
@@ -203,9 +201,10 @@ pub fn parse_endpoint(endpoint: &str) -> Result<ListenAddr, String> {
         let index = match &name {
             None if position < names.len() => position,
             None => return Err(format!("too many arguments in endpoint '{endpoint}'")),
-            Some(name) => names.iter().position(|known| known == name).ok_or_else(|| {
-                format!("unknown argument '{name}' in endpoint '{endpoint}'")
-            })?,
+            Some(name) => names
+                .iter()
+                .position(|known| known == name)
+                .ok_or_else(|| format!("unknown argument '{name}' in endpoint '{endpoint}'"))?,
         };
         if values[index].replace(value).is_some() {
             let name = names[index];
@@ -309,7 +308,10 @@ mod tests {
     #[test]
     fn accepted_addresses() {
         let cases = [
-            (json!({"twisted_endpoint": "tcp:9001"}), listen("0.0.0.0", 9001)),
+            (
+                json!({"twisted_endpoint": "tcp:9001"}),
+                listen("0.0.0.0", 9001),
+            ),
             (json!({"twisted_endpoint": "tcp:0"}), listen("0.0.0.0", 0)),
             (
                 json!({"twisted_endpoint": "tcp:port=9001:interface=127.0.0.1"}),
@@ -323,17 +325,29 @@ mod tests {
                 json!({"twisted_endpoint": "tcp:9001:interface=127.0.0.1"}),
                 listen("127.0.0.1", 9001),
             ),
-            (json!({"twisted_endpoint": "tcp:9001:localhost"}), listen("localhost", 9001)),
-            (json!({"twisted_endpoint": "TCP:9001"}), listen("0.0.0.0", 9001)),
+            (
+                json!({"twisted_endpoint": "tcp:9001:localhost"}),
+                listen("localhost", 9001),
+            ),
+            (
+                json!({"twisted_endpoint": "TCP:9001"}),
+                listen("0.0.0.0", 9001),
+            ),
             (
                 json!({"twisted_endpoint": r"tcp:9001:interface=\:\:1"}),
                 listen("::1", 9001),
             ),
             (
                 json!({"twisted_endpoint": "tcp:9001:interface=127.0.0.1:backlog=5"}),
-                ListenAddr { backlog: 5, ..listen("127.0.0.1", 9001) },
+                ListenAddr {
+                    backlog: 5,
+                    ..listen("127.0.0.1", 9001)
+                },
             ),
-            (json!({"host": "127.0.0.1", "port": 9001}), listen("127.0.0.1", 9001)),
+            (
+                json!({"host": "127.0.0.1", "port": 9001}),
+                listen("127.0.0.1", 9001),
+            ),
             (json!({"port": 9001}), listen("0.0.0.0", 9001)),
             (json!({"port": "9001"}), listen("0.0.0.0", 9001)),
             (
@@ -363,9 +377,21 @@ mod tests {
                 "twisted_endpoint",
                 "unsupported endpoint 'unix:/x', expected tcp:PORT[:interface=HOST]",
             ),
-            (json!({"twisted_endpoint": ""}), "twisted_endpoint", "unsupported endpoint ''"),
-            (json!({"twisted_endpoint": "tcp:abc"}), "twisted_endpoint", "invalid port 'abc'"),
-            (json!({"twisted_endpoint": "tcp:70000"}), "twisted_endpoint", "invalid port"),
+            (
+                json!({"twisted_endpoint": ""}),
+                "twisted_endpoint",
+                "unsupported endpoint ''",
+            ),
+            (
+                json!({"twisted_endpoint": "tcp:abc"}),
+                "twisted_endpoint",
+                "invalid port 'abc'",
+            ),
+            (
+                json!({"twisted_endpoint": "tcp:70000"}),
+                "twisted_endpoint",
+                "invalid port",
+            ),
             (
                 json!({"twisted_endpoint": "tcp:interface=127.0.0.1"}),
                 "twisted_endpoint",
@@ -391,7 +417,11 @@ mod tests {
                 "twisted_endpoint",
                 "invalid backlog '0'",
             ),
-            (json!({"twisted_endpoint": 9001}), "twisted_endpoint", "invalid type: integer"),
+            (
+                json!({"twisted_endpoint": 9001}),
+                "twisted_endpoint",
+                "invalid type: integer",
+            ),
             (
                 json!({"twisted_endpoint": "tcp:9001", "port": 9002}),
                 "twisted_endpoint",
@@ -407,13 +437,33 @@ mod tests {
                 "telnet_host",
                 "is deprecated",
             ),
-            (json!({"host": "127.0.0.1"}), "port", "is required with host"),
-            (json!({"telnet_host": "127.0.0.1"}), "telnet_port", "is required with telnet_host"),
-            (json!({"port": 70000}), "port", "expected a port number from 0 to 65535"),
+            (
+                json!({"host": "127.0.0.1"}),
+                "port",
+                "is required with host",
+            ),
+            (
+                json!({"telnet_host": "127.0.0.1"}),
+                "telnet_port",
+                "is required with telnet_host",
+            ),
+            (
+                json!({"port": 70000}),
+                "port",
+                "expected a port number from 0 to 65535",
+            ),
             (json!({"port": -1}), "port", "expected a port number"),
-            (json!({"port": "nine"}), "port", "invalid value: string \"nine\""),
+            (
+                json!({"port": "nine"}),
+                "port",
+                "invalid value: string \"nine\"",
+            ),
             (json!({"telnet_port": 1.5}), "telnet_port", "invalid type"),
-            (json!({"host": "not a host", "port": 1}), "host", "invalid host"),
+            (
+                json!({"host": "not a host", "port": 1}),
+                "host",
+                "invalid host",
+            ),
             (
                 json!({"twisted_endpoint": "tcp:0", "to_addr": 5}),
                 "to_addr",
@@ -436,7 +486,10 @@ mod tests {
     #[test]
     fn to_addr_and_transport_type() {
         let plain = settings(json!({"twisted_endpoint": "tcp:0"})).unwrap();
-        assert_eq!((plain.to_addr, plain.transport_type.as_str()), (None, "telnet"));
+        assert_eq!(
+            (plain.to_addr, plain.transport_type.as_str()),
+            (None, "telnet")
+        );
         let empty = settings(json!({"twisted_endpoint": "tcp:0", "to_addr": ""})).unwrap();
         assert_eq!(empty.to_addr, None);
         let custom = settings(json!({

@@ -55,8 +55,8 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use self::config::{TelnetConfig, TelnetSettings};
 use self::codec::{encode_line, Decoder};
+pub use self::config::{TelnetConfig, TelnetSettings};
 use crate::message::{new_message_id, timestamp_now, Message, SessionEvent};
 use crate::ports::LogRecord;
 use crate::transport::{
@@ -110,6 +110,8 @@ impl ChannelType for TelnetType {
 /// A telnet channel's transport; see the module docs.
 pub struct TelnetTransport {
     settings: TelnetSettings,
+    /// [`WRITE_TIMEOUT`], shorter in tests.
+    write_timeout: Duration,
     /// Set between `start` and `stop`.
     running: RefCell<Option<Running>>,
 }
@@ -134,6 +136,8 @@ struct Shared {
     /// The `to` of inbound messages.
     to_addr: String,
     transport_type: String,
+    /// How long one write to a client may take.
+    write_timeout: Duration,
     /// The connected clients, by `"ip:port"`.
     clients: RefCell<HashMap<String, ClientEntry>>,
     /// Tells two connections from the same address apart (one gone, one new).
@@ -172,6 +176,7 @@ impl TelnetTransport {
     pub fn new(settings: TelnetSettings) -> Self {
         TelnetTransport {
             settings,
+            write_timeout: WRITE_TIMEOUT,
             running: RefCell::new(None),
         }
     }
@@ -197,7 +202,9 @@ impl TelnetTransport {
 impl Transport for TelnetTransport {
     async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
         if self.running.borrow().is_some() {
-            return Err(TransportError("the telnet transport is already running".into()));
+            return Err(TransportError(
+                "the telnet transport is already running".into(),
+            ));
         }
         let listen = &self.settings.listen;
         let listener = bind(listen)
@@ -212,6 +219,7 @@ impl Transport for TelnetTransport {
             ctx: ctx.clone(),
             to_addr: self.settings.to_addr.clone().unwrap_or(bound),
             transport_type: self.settings.transport_type.clone(),
+            write_timeout: self.write_timeout,
             clients: RefCell::new(HashMap::new()),
             next_client_id: Cell::new(0),
         });
@@ -282,7 +290,10 @@ impl Transport for TelnetTransport {
             return;
         };
         stop.send_replace(true);
-        if tokio::time::timeout(STOP_GRACE, &mut finished).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, &mut finished)
+            .await
+            .is_err()
+        {
             shared.ctx.log(LogRecord::warning(format!(
                 "Clients were not deregistered within {STOP_GRACE:?}; dropping them."
             )));
@@ -306,14 +317,16 @@ async fn bind(listen: &config::ListenAddr) -> io::Result<TcpListener> {
             TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
-        match socket.bind(addr).and_then(|()| socket.listen(listen.backlog)) {
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(listen.backlog))
+        {
             Ok(listener) => return Ok(listener),
             Err(e) => last_error = Some(e),
         }
     }
-    Err(last_error.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, "the host has no address")
-    }))
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host has no address")))
 }
 
 /// The listener task: accepts clients and drives them until `stop` turns true, then closes
@@ -326,6 +339,7 @@ async fn serve(
     _finished: oneshot::Sender<()>,
 ) -> Result<(), TransportError> {
     let mut clients = FuturesUnordered::new();
+    let client_stop = stop.clone();
     let mut backoff = Duration::ZERO;
     // After a failed accept, accepting pauses until `pause` fires.
     let pause = tokio::time::sleep(Duration::ZERO);
@@ -337,7 +351,7 @@ async fn serve(
             accepted = listener.accept(), if !paused => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
-                    clients.push(serve_client(shared.clone(), stream, peer, stop.clone()));
+                    clients.push(serve_client(shared.clone(), stream, peer, client_stop.clone()));
                 }
                 Err(e) => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
@@ -387,7 +401,7 @@ async fn serve_client(
             closing.send_replace(true);
         },
         async {
-            write_side(writer, queue_rx, &closing, stop).await;
+            write_side(writer, queue_rx, &closing, stop, shared.write_timeout).await;
             closing.send_replace(true);
         },
     );
@@ -448,13 +462,14 @@ async fn read_side(
     }
 }
 
-/// Writes the client's queue out, each write within [`WRITE_TIMEOUT`], until a line asks to
+/// Writes the client's queue out, each write within `write_timeout`, until a line asks to
 /// close, a write fails, `closing` is set or the transport stops.
 async fn write_side(
     mut writer: WriteHalf<'_>,
     mut queue: mpsc::Receiver<Outgoing>,
     closing: &watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
+    write_timeout: Duration,
 ) {
     let mut closed = closing.subscribe();
     loop {
@@ -469,7 +484,7 @@ async fn write_side(
             biased;
             // Stopping cuts a write short; the sender's `done` is dropped, so its send fails.
             _ = stop.wait_for(|stopped| *stopped) => return,
-            written = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&line.bytes)) => {
+            written = tokio::time::timeout(write_timeout, writer.write_all(&line.bytes)) => {
                 written.unwrap_or_else(|_| {
                     Err(io::Error::new(io::ErrorKind::TimedOut, "the client is not reading"))
                 })

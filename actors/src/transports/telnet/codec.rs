@@ -197,7 +197,9 @@ mod tests {
     /// Byte fixtures of single reads: input → (data, replies).
     #[test]
     fn single_read_fixtures() {
-        let cases: &[(&str, &[u8], &[u8], &[u8])] = &[
+        // (name, input, data, replies)
+        type Fixture = (&'static str, &'static [u8], &'static [u8], &'static [u8]);
+        let cases: &[Fixture] = &[
             ("plain text", b"hello", b"hello", b""),
             ("crlf becomes lf", b"hi\r\nthere\r\n", b"hi\nthere\n", b""),
             ("cr nul is a cr", b"a\r\0b", b"a\rb", b""),

@@ -386,7 +386,7 @@ async fn start_on_a_busy_port_fails() {
     let transport = TelnetTransport::new(settings);
     let host = RecordingHost::new();
     let (ctx, _) = host.context(CHANNEL);
-    let err = transport.start(ctx).await.err().expect("start fails");
+    let err = transport.start(ctx).await.expect_err("start fails");
     assert!(
         err.0
             .starts_with(&format!("cannot listen on 127.0.0.1:{port}")),

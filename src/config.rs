@@ -102,10 +102,6 @@ pub struct SupervisorConfig {
     /// Longest wait in seconds between restarts of a failing channel, at least
     /// `restart_backoff_initial` (`JUNEBUG_SUPERVISOR__RESTART_BACKOFF_MAX`). Default 30.0.
     pub restart_backoff_max: f64,
-    /// Seconds between checks that each channel actor is still alive (a panic kills an actix
-    /// actor silently, DESIGN §4) (`JUNEBUG_SUPERVISOR__LIVENESS_CHECK_INTERVAL`), greater than 0.
-    /// Default 1.0.
-    pub liveness_check_interval: f64,
 }
 
 /// Format of the process log. Parsed case-insensitively.
@@ -241,9 +237,6 @@ fn default_restart_backoff_initial() -> f64 {
 fn default_restart_backoff_max() -> f64 {
     30.0
 }
-fn default_liveness_check_interval() -> f64 {
-    1.0
-}
 
 impl Default for Config {
     fn default() -> Self {
@@ -275,7 +268,6 @@ impl Default for SupervisorConfig {
             arbiters: default_arbiters(),
             restart_backoff_initial: default_restart_backoff_initial(),
             restart_backoff_max: default_restart_backoff_max(),
-            liveness_check_interval: default_liveness_check_interval(),
         }
     }
 }
@@ -304,10 +296,6 @@ impl Config {
             sup.restart_backoff_initial,
         )?;
         positive_seconds("supervisor.restart_backoff_max", sup.restart_backoff_max)?;
-        positive_seconds(
-            "supervisor.liveness_check_interval",
-            sup.liveness_check_interval,
-        )?;
         if sup.restart_backoff_max < sup.restart_backoff_initial {
             return Err(invalid(
                 "supervisor.restart_backoff_max",

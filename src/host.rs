@@ -62,8 +62,10 @@ impl Host {
 
     fn backend_failed(&self, channel_id: &str, what: &str, error: &dyn std::fmt::Display) {
         slog::error!(self.logger, "Storage failed"; "channel_id" => channel_id, "action" => what, "error" => %error);
-        self.logs
-            .push(channel_id, LogRecord::error(format!("Cannot {what}: {error}")));
+        self.logs.push(
+            channel_id,
+            LogRecord::error(format!("Cannot {what}: {error}")),
+        );
     }
 
     /// Records an event and forwards it to its message's `event_url`.
@@ -76,7 +78,11 @@ impl Host {
             self.backend_failed(channel_id, "record an event", &e);
         }
         self.count(channel_id, wire::event_type(&event.kind)).await;
-        match self.store.load_outbound(channel_id, &event.user_message_id).await {
+        match self
+            .store
+            .load_outbound(channel_id, &event.user_message_id)
+            .await
+        {
             Ok(Some(record)) => {
                 if let Some(url) = record.event_url {
                     let callback = Callback {

@@ -22,8 +22,11 @@ const MAX_BATCH: usize = 512;
 /// once the transaction's fate is known.
 struct Completion {
     ok: bool,
-    answer: Box<dyn FnOnce(Result<(), String>)>,
+    answer: Answer,
 }
+
+/// Answers a job's caller, given whether its transaction committed.
+type Answer = Box<dyn FnOnce(Result<(), String>)>;
 
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
@@ -40,7 +43,8 @@ impl Database {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| fail(&format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join("junebug.sqlite3");
-        let conn = Connection::open(&path).map_err(|e| fail(&format!("{}: {e}", path.display())))?;
+        let conn =
+            Connection::open(&path).map_err(|e| fail(&format!("{}: {e}", path.display())))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
@@ -116,10 +120,7 @@ fn run(conn: Connection, inbox: mpsc::Receiver<Job>) {
     }
 }
 
-fn run_batch(
-    conn: &Connection,
-    batch: Vec<Job>,
-) -> (Result<(), String>, Vec<Box<dyn FnOnce(Result<(), String>)>>) {
+fn run_batch(conn: &Connection, batch: Vec<Job>) -> (Result<(), String>, Vec<Answer>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let answers = batch.into_iter().map(|job| job(conn).answer).collect();
         return (Err(e.to_string()), answers);

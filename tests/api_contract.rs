@@ -8,7 +8,12 @@ use serde_json::{json, Value};
 const MISSING: &str = "/channels/00000000-0000-4000-8000-000000000000";
 
 fn assert_envelope(env: &Value, status: u16) {
-    let keys: Vec<&str> = env.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = env
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys.len(), 4, "{env}");
     for key in ["status", "code", "description", "result"] {
         assert!(env.get(key).is_some(), "{key} missing in {env}");
@@ -49,9 +54,15 @@ async fn channel_lifecycle() {
     assert_eq!(id.len(), 36);
     assert_eq!(channel["extra_key"], json!([1]), "unknown keys are kept");
     assert!(channel.get("mo_url").is_none(), "absent keys stay absent");
-    for rate in ["inbound_message_rate", "outbound_message_rate", "submitted_event_rate",
-                 "rejected_event_rate", "delivery_succeeded_rate", "delivery_failed_rate",
-                 "delivery_pending_rate"] {
+    for rate in [
+        "inbound_message_rate",
+        "outbound_message_rate",
+        "submitted_event_rate",
+        "rejected_event_rate",
+        "delivery_succeeded_rate",
+        "delivery_failed_rate",
+        "delivery_pending_rate",
+    ] {
         assert_eq!(channel["status"][rate], json!(0), "{rate}");
     }
 
@@ -59,35 +70,72 @@ async fn channel_lifecycle() {
     let (_, env) = api.get("/channels").await;
     let mut expected = vec![id.clone(), second.clone()];
     expected.sort();
-    assert_eq!(env["result"], json!(expected), "sorted ids, no redirect without slash");
+    assert_eq!(
+        env["result"],
+        json!(expected),
+        "sorted ids, no redirect without slash"
+    );
 
     let (status, env) = api.get(&format!("/channels/{id}")).await;
-    assert_eq!((status, &env["description"]), (200, &json!("channel found")));
+    assert_eq!(
+        (status, &env["description"]),
+        (200, &json!("channel found"))
+    );
     assert_eq!(env["result"], channel);
 
     let (status, env) = api
-        .post(&format!("/channels/{id}"), json!({"mo_url": null, "metadata": {"b": 2}}))
+        .post(
+            &format!("/channels/{id}"),
+            json!({"mo_url": null, "metadata": {"b": 2}}),
+        )
         .await;
-    assert_eq!((status, &env["description"]), (200, &json!("channel updated")));
-    assert_eq!(env["result"]["mo_url"], json!(null), "null is stored as null");
-    assert_eq!(env["result"]["metadata"], json!({"b": 2}), "replaced wholesale");
+    assert_eq!(
+        (status, &env["description"]),
+        (200, &json!("channel updated"))
+    );
+    assert_eq!(
+        env["result"]["mo_url"],
+        json!(null),
+        "null is stored as null"
+    );
+    assert_eq!(
+        env["result"]["metadata"],
+        json!({"b": 2}),
+        "replaced wholesale"
+    );
     assert_eq!(env["result"]["label"], "x");
 
     let (status, env) = api
-        .call("POST", &format!("/channels/{id}/restart"), Some(json!("anything")))
+        .call(
+            "POST",
+            &format!("/channels/{id}/restart"),
+            Some(json!("anything")),
+        )
         .await;
-    assert_eq!((status, &env["description"], &env["result"]), (200, &json!("channel restarted"), &json!({})));
+    assert_eq!(
+        (status, &env["description"], &env["result"]),
+        (200, &json!("channel restarted"), &json!({}))
+    );
 
     let (status, env) = api.delete(&format!("/channels/{id}")).await;
-    assert_eq!((status, &env["description"], &env["result"]), (200, &json!("channel deleted"), &json!({})));
-    for (method, path) in [("GET", format!("/channels/{id}")), ("DELETE", format!("/channels/{id}")),
-                           ("POST", format!("/channels/{id}/restart")),
-                           ("GET", format!("/channels/{id}/logs"))] {
+    assert_eq!(
+        (status, &env["description"], &env["result"]),
+        (200, &json!("channel deleted"), &json!({}))
+    );
+    for (method, path) in [
+        ("GET", format!("/channels/{id}")),
+        ("DELETE", format!("/channels/{id}")),
+        ("POST", format!("/channels/{id}/restart")),
+        ("GET", format!("/channels/{id}/logs")),
+    ] {
         let (status, env) = api.call(method, &path, None).await;
         assert_eq!(status, 404, "{method} {path}");
         assert_eq!(env["description"], "channel not found");
         assert_eq!(first_error(&env)["type"], "ChannelNotFound");
-        assert_eq!(first_error(&env)["message"], format!("Channel with ID {id} not found"));
+        assert_eq!(
+            first_error(&env)["message"],
+            format!("Channel with ID {id} not found")
+        );
     }
     let (_, env) = api.get("/channels/").await;
     assert_eq!(env["result"], json!([second]));
@@ -112,8 +160,11 @@ async fn validation_errors_have_the_original_shape() {
     }
 
     let (_, env) = api
-        .post("/channels/", json!({"type": "telnet", "config": {}, "rate_limit_count": -3,
-                                   "character_limit": "a"}))
+        .post(
+            "/channels/",
+            json!({"type": "telnet", "config": {}, "rate_limit_count": -3,
+                                   "character_limit": "a"}),
+        )
         .await;
     let mut paths: Vec<Value> = env["result"]["errors"]
         .as_array()
@@ -122,17 +173,33 @@ async fn validation_errors_have_the_original_shape() {
         .map(|e| e["schema_path"].clone())
         .collect();
     paths.sort_by_key(|p| p.to_string());
-    assert_eq!(paths, [json!(["properties", "character_limit", "type"]),
-                       json!(["properties", "rate_limit_count", "minimum"])]);
+    assert_eq!(
+        paths,
+        [
+            json!(["properties", "character_limit", "type"]),
+            json!(["properties", "rate_limit_count", "minimum"])
+        ]
+    );
 
     let (_, env) = api.post("/channels/", json!([1, 2])).await;
     assert_eq!(first_error(&env)["schema_path"], json!(["type"]));
 
     // Validation comes before lookup: a bad body to a missing channel is a 400.
-    let (status, env) = api.post(&format!("{MISSING}/messages/"), json!({"content": "x", "foo": 1})).await;
+    let (status, env) = api
+        .post(
+            &format!("{MISSING}/messages/"),
+            json!({"content": "x", "foo": 1}),
+        )
+        .await;
     assert_eq!(status, 400);
-    assert_eq!(first_error(&env)["schema_path"], json!(["additionalProperties"]));
-    assert!(first_error(&env)["message"].as_str().unwrap().contains("foo"));
+    assert_eq!(
+        first_error(&env)["schema_path"],
+        json!(["additionalProperties"])
+    );
+    assert!(first_error(&env)["message"]
+        .as_str()
+        .unwrap()
+        .contains("foo"));
     let (status, _) = api.post(MISSING, json!({"character_limit": -1})).await;
     assert_eq!(status, 400);
 }
@@ -144,17 +211,32 @@ async fn domain_errors() {
     let daemon = Daemon::start(dir.path());
     let api = Api::new(&daemon.url);
 
-    let (status, env) = api.post("/channels/", json!({"type": "carrier-pigeon", "config": {}})).await;
+    let (status, env) = api
+        .post(
+            "/channels/",
+            json!({"type": "carrier-pigeon", "config": {}}),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(env["description"], "invalid channel type");
     assert_eq!(first_error(&env)["type"], "InvalidChannelType");
-    assert_eq!(first_error(&env)["message"],
-               "Invalid channel type 'carrier-pigeon', must be one of: telnet");
+    assert_eq!(
+        first_error(&env)["message"],
+        "Invalid channel type 'carrier-pigeon', must be one of: telnet"
+    );
 
-    let (status, env) = api.post("/channels/", json!({"type": "telnet", "config": {}})).await;
+    let (status, env) = api
+        .post("/channels/", json!({"type": "telnet", "config": {}}))
+        .await;
     assert_eq!(status, 400, "{env}");
     assert_eq!(first_error(&env)["type"], "InvalidChannelConfig");
-    assert!(first_error(&env)["message"].as_str().unwrap().contains("twisted_endpoint"), "{env}");
+    assert!(
+        first_error(&env)["message"]
+            .as_str()
+            .unwrap()
+            .contains("twisted_endpoint"),
+        "{env}"
+    );
     let (_, env) = api.get("/channels/").await;
     assert_eq!(env["result"], json!([]), "nothing stored");
 
@@ -165,7 +247,10 @@ async fn domain_errors() {
         assert_eq!(first_error(&env)["type"], "JsonDecodeError");
     }
     let (_, env) = api.raw("POST", "/channels/", Some(Vec::new())).await;
-    assert_eq!(first_error(&env)["message"], "No JSON object could be decoded");
+    assert_eq!(
+        first_error(&env)["message"],
+        "No JSON object could be decoded"
+    );
 }
 
 /// Unknown paths are 404 and wrong methods 405, in the envelope; both slash forms route.
@@ -181,7 +266,10 @@ async fn routing_errors_and_trailing_slashes() {
     assert_eq!(env["code"], "Not Found");
     assert_eq!(first_error(&env)["code"], 404);
     assert_eq!(first_error(&env)["type"], "Not Found");
-    assert!(first_error(&env)["message"].as_str().unwrap().starts_with("404 Not Found: The requested URL"));
+    assert!(first_error(&env)["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("404 Not Found: The requested URL"));
 
     let (status, env) = api.call("PUT", "/channels/", Some(json!({}))).await;
     assert_eq!(status, 405);
@@ -190,11 +278,18 @@ async fn routing_errors_and_trailing_slashes() {
 
     for path in ["/health", "/health/"] {
         let (status, env) = api.get(path).await;
-        assert_eq!((status, &env["description"], &env["result"]), (200, &json!("health ok"), &json!({})));
+        assert_eq!(
+            (status, &env["description"], &env["result"]),
+            (200, &json!("health ok"), &json!({}))
+        );
     }
     let id = api.create_channel(telnet_channel(json!({}))).await;
-    for path in [format!("/channels/{id}"), format!("/channels/{id}/"),
-                 format!("/channels/{id}/logs"), format!("/channels/{id}/logs/")] {
+    for path in [
+        format!("/channels/{id}"),
+        format!("/channels/{id}/"),
+        format!("/channels/{id}/logs"),
+        format!("/channels/{id}/logs/"),
+    ] {
         let (status, _) = api.get(&path).await;
         assert_eq!(status, 200, "{path}");
     }
@@ -210,22 +305,37 @@ async fn hostile_input_never_causes_a_server_error() {
 
     let huge = format!("{{\"content\": \"{}\"}}", "x".repeat(10_000));
     let (status, env) = api
-        .raw("POST", &format!("/channels/{id}/messages/"), Some(huge.into_bytes()))
+        .raw(
+            "POST",
+            &format!("/channels/{id}/messages/"),
+            Some(huge.into_bytes()),
+        )
         .await;
     assert_eq!(status, 413);
     assert_eq!(env["code"], "Payload Too Large");
 
     let bodies: Vec<Value> = vec![
-        json!(null), json!(1), json!("s"), json!([]), json!({"content": 1}),
-        json!({"content": null}), json!({"content": "x", "to": null}),
-        json!({"content": "x", "to": 5}), json!({"content": "x", "reply_to": 7}),
-        json!({"content": "x", "channel_data": []}), json!({"content": "x", "priority": {}}),
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!({"content": 1}),
+        json!({"content": null}),
+        json!({"content": "x", "to": null}),
+        json!({"content": "x", "to": 5}),
+        json!({"content": "x", "reply_to": 7}),
+        json!({"content": "x", "channel_data": []}),
+        json!({"content": "x", "priority": {}}),
         json!({"content": "x", "to": "a", "channel_data": {"session_event": "bogus"}}),
         json!({"content": "\u{0000}\u{ffff}", "to": "\u{1F600}"}),
         json!({"content": "x", "reply_to": "'; DROP TABLE channels; --"}),
     ];
-    let paths = [format!("/channels/{id}/messages/"), format!("/channels/{id}"),
-                 "/channels/".to_owned(), format!("{MISSING}/messages/")];
+    let paths = [
+        format!("/channels/{id}/messages/"),
+        format!("/channels/{id}"),
+        "/channels/".to_owned(),
+        format!("{MISSING}/messages/"),
+    ];
     for body in &bodies {
         for path in &paths {
             let (status, env) = api.post(path, body.clone()).await;
@@ -233,7 +343,14 @@ async fn hostile_input_never_causes_a_server_error() {
             assert_envelope(&env, status);
         }
     }
-    for query in ["?n=abc", "?n=-1", "?n=0", "?n=99999999999999999999999", "?n=%ff", "?n=5&n=6"] {
+    for query in [
+        "?n=abc",
+        "?n=-1",
+        "?n=0",
+        "?n=99999999999999999999999",
+        "?n=%ff",
+        "?n=5&n=6",
+    ] {
         let (status, env) = api.get(&format!("/channels/{id}/logs{query}")).await;
         assert!(status < 500, "{query} -> {status} {env}");
     }
@@ -252,7 +369,9 @@ async fn logs_newest_first_bounded_by_n() {
     let api = Api::new(&daemon.url);
     let port = common::free_port();
     let id = api
-        .create_channel(json!({"type": "telnet", "config": {"twisted_endpoint": format!("tcp:{port}")}}))
+        .create_channel(
+            json!({"type": "telnet", "config": {"twisted_endpoint": format!("tcp:{port}")}}),
+        )
         .await;
     let client = common::TelnetClient::connect_when_ready(port).await;
     let registering = format!("Registering client connected from '{}'", client.local_addr);

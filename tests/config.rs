@@ -151,11 +151,6 @@ fn every_option_is_overridable_by_a_junebug_variable() {
             json!(0.5),
         ),
         ("JUNEBUG_SUPERVISOR__RESTART_BACKOFF_MAX", "60", json!(60.0)),
-        (
-            "JUNEBUG_SUPERVISOR__LIVENESS_CHECK_INTERVAL",
-            "2.5",
-            json!(2.5),
-        ),
     ];
     let key_of = |var: &str| {
         var.trim_start_matches("JUNEBUG_")
@@ -413,9 +408,6 @@ fn validate_rejects_unusable_values() {
         ("supervisor.restart_backoff_max", |c| {
             c.supervisor.restart_backoff_initial = 5.0;
             c.supervisor.restart_backoff_max = 1.0;
-        }),
-        ("supervisor.liveness_check_interval", |c| {
-            c.supervisor.liveness_check_interval = 0.0
         }),
         ("interface", |c| c.interface.clear()),
         ("logfile", |c| c.logfile = Some(PathBuf::new())),

@@ -26,7 +26,14 @@ async fn setup(extra: Value, env: &[(&str, &str)]) -> Setup {
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
     let id = api.create_channel(body).await;
-    Setup { _dir: dir, _daemon: daemon, api, app, id, port }
+    Setup {
+        _dir: dir,
+        _daemon: daemon,
+        api,
+        app,
+        id,
+        port,
+    }
 }
 
 fn error(env: &Value) -> (&str, &str) {
@@ -42,13 +49,28 @@ async fn send_requires_an_address_and_a_known_reply() {
     let (status, env) = s.api.post(&path, json!({"content": "x"})).await;
     assert_eq!(status, 400);
     assert_eq!(env["description"], "api usage error");
-    assert_eq!(error(&env), ("ApiUsageError", "Either \"to\" or \"reply_to\" must be specified"));
+    assert_eq!(
+        error(&env),
+        (
+            "ApiUsageError",
+            "Either \"to\" or \"reply_to\" must be specified"
+        )
+    );
 
-    let (status, env) = s.api.post(&path, json!({"content": "x", "reply_to": "abc"})).await;
+    let (status, env) = s
+        .api
+        .post(&path, json!({"content": "x", "reply_to": "abc"}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(env["description"], "message not found");
-    assert_eq!(error(&env), ("MessageNotFound", "Inbound message with id abc not found"));
-    let (status, _) = s.api.post(&path, json!({"content": "x", "reply_to": "abc", "to": "a"})).await;
+    assert_eq!(
+        error(&env),
+        ("MessageNotFound", "Inbound message with id abc not found")
+    );
+    let (status, _) = s
+        .api
+        .post(&path, json!({"content": "x", "reply_to": "abc", "to": "a"}))
+        .await;
     assert_eq!(status, 400, "expired replies are refused by default");
 }
 
@@ -58,8 +80,10 @@ async fn expired_replies_fall_back_to_plain_messages_when_allowed() {
     let s = setup(json!({}), &[("JUNEBUG_ALLOW_EXPIRED_REPLIES", "true")]).await;
     let (status, env) = s
         .api
-        .post(&format!("/channels/{}/messages/", s.id),
-              json!({"content": "x", "reply_to": "gone", "to": "someone"}))
+        .post(
+            &format!("/channels/{}/messages/", s.id),
+            json!({"content": "x", "reply_to": "gone", "to": "someone"}),
+        )
         .await;
     assert_eq!(status, 201, "{env}");
     assert_eq!(env["result"]["reply_to"], json!(null));
@@ -87,13 +111,24 @@ async fn replies_expire_with_the_inbound_ttl() {
 async fn character_limit_and_null_content() {
     let s = setup(json!({"character_limit": 3}), &[]).await;
     let path = format!("/channels/{}/messages/", s.id);
-    let (status, _) = s.api.post(&path, json!({"to": "a", "content": "héé"})).await;
+    let (status, _) = s
+        .api
+        .post(&path, json!({"to": "a", "content": "héé"}))
+        .await;
     assert_eq!(status, 201);
-    let (status, env) = s.api.post(&path, json!({"to": "a", "content": "abcd"})).await;
+    let (status, env) = s
+        .api
+        .post(&path, json!({"to": "a", "content": "abcd"}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(env["description"], "message too long");
-    assert_eq!(error(&env), ("MessageTooLong",
-        "Message content 'abcd' is of length 4, which is greater than the character limit of 3"));
+    assert_eq!(
+        error(&env),
+        (
+            "MessageTooLong",
+            "Message content 'abcd' is of length 4, which is greater than the character limit of 3"
+        )
+    );
     let (status, env) = s.api.post(&path, json!({"to": "a", "content": null})).await;
     assert_eq!(status, 201, "{env}");
     assert_eq!(env["result"]["content"], json!(null));
@@ -114,14 +149,31 @@ async fn send_response_shape() {
     let result = env["result"].as_object().unwrap();
     let mut keys: Vec<&str> = result.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["channel_data", "channel_id", "content", "from", "group", "message_id",
-                      "reply_to", "timestamp", "to"]);
+    assert_eq!(
+        keys,
+        [
+            "channel_data",
+            "channel_id",
+            "content",
+            "from",
+            "group",
+            "message_id",
+            "reply_to",
+            "timestamp",
+            "to"
+        ]
+    );
     assert_eq!(result["channel_id"], json!(s.id));
     assert_eq!(result["group"], json!(null));
-    assert_eq!(result["channel_data"],
-               json!({"foo": "bar", "continue_session": true, "session_event": "new"}));
+    assert_eq!(
+        result["channel_data"],
+        json!({"foo": "bar", "continue_session": true, "session_event": "new"})
+    );
     let ts = result["timestamp"].as_str().unwrap();
-    assert!(chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").is_ok(), "{ts}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").is_ok(),
+        "{ts}"
+    );
 }
 
 /// Events are listed in order; a rejection carries its reason; callbacks carry auth.
@@ -137,38 +189,59 @@ async fn status_history_and_callback_auth() {
     let messages = format!("/channels/{}/messages/", s.id);
     let (_, env) = s
         .api
-        .post(&messages, json!({"to": "nobody:1", "content": "lost", "event_url": basic_url}))
+        .post(
+            &messages,
+            json!({"to": "nobody:1", "content": "lost", "event_url": basic_url}),
+        )
         .await;
     let lost = env["result"]["message_id"].clone();
     assert_eq!(client.read_line().await, "UNKNOWN ADDR [nobody:1]: lost");
     let event = s.app.next().await;
     assert_eq!(event.path, "/events");
-    assert_eq!(event.authorization.as_deref(), Some("Basic dXNlcjpwYSBzcw=="));
+    assert_eq!(
+        event.authorization.as_deref(),
+        Some("Basic dXNlcjpwYSBzcw==")
+    );
     assert_eq!(event.body["event_type"], "rejected");
-    assert_eq!(event.body["event_details"], json!({"reason": "Unknown address."}));
+    assert_eq!(
+        event.body["event_details"],
+        json!({"reason": "Unknown address."})
+    );
     assert_eq!(event.body["message_id"], lost);
 
     let (_, env) = s
         .api
-        .post(&messages, json!({"to": client.local_addr, "content": "hi",
+        .post(
+            &messages,
+            json!({"to": client.local_addr, "content": "hi",
                                 "event_url": format!("{}/events", s.app.url),
-                                "event_auth_token": "evtok"}))
+                                "event_auth_token": "evtok"}),
+        )
         .await;
     let event = s.app.next().await;
     assert_eq!(event.authorization.as_deref(), Some("Token evtok"));
     let (status, env) = s
         .api
-        .get(&format!("{messages}{}", env["result"]["message_id"].as_str().unwrap()))
+        .get(&format!(
+            "{messages}{}",
+            env["result"]["message_id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(status, 200);
     let events = env["result"]["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(env["result"]["last_event_type"], "submitted");
-    assert_eq!(env["result"]["last_event_timestamp"], events[0]["timestamp"]);
+    assert_eq!(
+        env["result"]["last_event_timestamp"],
+        events[0]["timestamp"]
+    );
 
     let (_, env) = s.api.get(&format!("{messages}unknown")).await;
-    assert_eq!(env["result"], json!({"id": "unknown", "last_event_type": null,
-                                     "last_event_timestamp": null, "events": []}));
+    assert_eq!(
+        env["result"],
+        json!({"id": "unknown", "last_event_type": null,
+                                     "last_event_timestamp": null, "events": []})
+    );
 }
 
 /// A session that ends on the user's side is forwarded as a close (API.md 15.15).
@@ -176,7 +249,10 @@ async fn status_history_and_callback_auth() {
 async fn telnet_quit_and_disconnect_are_forwarded_as_close() {
     let mut s = setup(json!({}), &[]).await;
     let mut client = TelnetClient::connect_when_ready(s.port).await;
-    assert_eq!(s.app.next().await.body["channel_data"]["session_event"], "new");
+    assert_eq!(
+        s.app.next().await.body["channel_data"]["session_event"],
+        "new"
+    );
     client.send_line("/QUIT").await;
     assert!(client.closed().await);
     let close = s.app.next().await.body;
@@ -188,19 +264,29 @@ async fn telnet_quit_and_disconnect_are_forwarded_as_close() {
 /// Deleting a channel cancels what it still had queued, with a `rejected` event each.
 #[actix_rt::test]
 async fn deleting_a_channel_cancels_its_queue() {
-    let mut s = setup(json!({"rate_limit_count": 1, "rate_limit_window": 3600}), &[]).await;
+    let mut s = setup(
+        json!({"rate_limit_count": 1, "rate_limit_window": 3600}),
+        &[],
+    )
+    .await;
     let events = format!("{}/events", s.app.url);
     let messages = format!("/channels/{}/messages/", s.id);
     let mut ids = Vec::new();
     for n in 0..3 {
         let (_, env) = s
             .api
-            .post(&messages, json!({"to": "x", "content": format!("{n}"), "event_url": events}))
+            .post(
+                &messages,
+                json!({"to": "x", "content": format!("{n}"), "event_url": events}),
+            )
             .await;
         ids.push(env["result"]["message_id"].clone());
     }
     let first = s.app.next().await.body;
-    assert_eq!((first["event_type"].clone(), first["message_id"].clone()), (json!("rejected"), ids[0].clone()));
+    assert_eq!(
+        (first["event_type"].clone(), first["message_id"].clone()),
+        (json!("rejected"), ids[0].clone())
+    );
     let (status, _) = s.api.delete(&format!("/channels/{}", s.id)).await;
     assert_eq!(status, 200);
     for id in &ids[1..] {

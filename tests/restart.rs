@@ -43,7 +43,10 @@ async fn channels_and_queued_messages_survive_kill_9() {
     }
 
     daemon.kill9();
-    assert!(client.closed().await, "the old session died with the daemon");
+    assert!(
+        client.closed().await,
+        "the old session died with the daemon"
+    );
     drop(client); // frees the client port for the reconnect
 
     let daemon = Daemon::start(dir.path());
@@ -66,7 +69,10 @@ async fn channels_and_queued_messages_survive_kill_9() {
     let mut outcomes = std::collections::HashMap::new();
     while outcomes.len() < 2 {
         let event = app.next().await.body;
-        outcomes.insert(event["message_id"].as_str().unwrap().to_owned(), event["event_type"].clone());
+        outcomes.insert(
+            event["message_id"].as_str().unwrap().to_owned(),
+            event["event_type"].clone(),
+        );
     }
     assert!(outcomes.contains_key(&m2));
     assert_eq!(outcomes[&m3], "submitted");

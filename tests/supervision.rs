@@ -83,29 +83,39 @@ impl Transport for LoopbackTransport {
 #[actix_rt::test]
 async fn panicking_channel_restarts_alone_while_others_keep_working() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.interface = "127.0.0.1".into();
-    config.port = 0;
-    config.data_dir = dir.path().join("data");
+    let mut config = Config {
+        interface: "127.0.0.1".into(),
+        port: 0,
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     // Long enough that the other channel's whole exchange fits inside the outage.
     config.supervisor.restart_backoff_initial = 2.0;
     let armed = Arc::new(AtomicBool::new(true));
     let mut registry = TransportRegistry::builtin();
-    registry.register(Loopback { armed: armed.clone() });
+    registry.register(Loopback {
+        armed: armed.clone(),
+    });
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let running = junebug::server::start(&config, registry, logger).await.unwrap();
+    let running = junebug::server::start(&config, registry, logger)
+        .await
+        .unwrap();
     let api = Api::new(&format!("http://{}", running.addrs[0]));
     let handle = running.handle();
     actix_rt::spawn(running.serve());
 
     let mut app = CallbackServer::start().await;
     let faulty = api
-        .create_channel(json!({"type": "loopback", "config": {}, "mo_url": format!("{}/faulty", app.url)}))
+        .create_channel(
+            json!({"type": "loopback", "config": {}, "mo_url": format!("{}/faulty", app.url)}),
+        )
         .await;
     let port = common::free_port();
     let healthy = api
-        .create_channel(json!({"type": "telnet", "mo_url": format!("{}/healthy", app.url),
-                               "config": {"twisted_endpoint": format!("tcp:{port}")}}))
+        .create_channel(
+            json!({"type": "telnet", "mo_url": format!("{}/healthy", app.url),
+                               "config": {"twisted_endpoint": format!("tcp:{port}")}}),
+        )
         .await;
     let mut telnet = TelnetClient::connect_when_ready(port).await;
     assert_eq!(app.next().await.path, "/healthy");
@@ -122,21 +132,38 @@ async fn panicking_channel_restarts_alone_while_others_keep_working() {
     send(faulty.clone(), json!({"to": "x", "content": "one"})).await;
     assert_eq!(app.next().await.body["content"], "echo: one");
     let events = format!("{}/events", app.url);
-    let poisoned = send(faulty.clone(), json!({"to": "x", "content": "panic", "event_url": events})).await;
+    let poisoned = send(
+        faulty.clone(),
+        json!({"to": "x", "content": "panic", "event_url": events}),
+    )
+    .await;
     assert!(!armed.load(Ordering::SeqCst), "the transport panicked");
 
     // Meanwhile the telnet channel sends and receives.
-    send(healthy.clone(), json!({"to": telnet.local_addr, "content": "still here"})).await;
+    send(
+        healthy.clone(),
+        json!({"to": telnet.local_addr, "content": "still here"}),
+    )
+    .await;
     assert_eq!(telnet.read_line().await, "still here");
     telnet.send_line("me too").await;
     let inbound = app.next().await;
-    assert_eq!((inbound.path.as_str(), &inbound.body["content"]), ("/healthy", &json!("me too")));
+    assert_eq!(
+        (inbound.path.as_str(), &inbound.body["content"]),
+        ("/healthy", &json!("me too"))
+    );
 
     // The faulty channel comes back by itself and sends the message it was holding.
     let echoed = app.next().await;
-    assert_eq!((echoed.path.as_str(), &echoed.body["content"]), ("/faulty", &json!("echo: panic")));
+    assert_eq!(
+        (echoed.path.as_str(), &echoed.body["content"]),
+        ("/faulty", &json!("echo: panic"))
+    );
     let event = app.next().await;
-    assert_eq!((event.path.as_str(), &event.body["event_type"]), ("/events", &json!("submitted")));
+    assert_eq!(
+        (event.path.as_str(), &event.body["event_type"]),
+        ("/events", &json!("submitted"))
+    );
     assert_eq!(event.body["message_id"], json!(poisoned));
     send(faulty.clone(), json!({"to": "x", "content": "two"})).await;
     assert_eq!(app.next().await.body["content"], "echo: two");
@@ -149,7 +176,9 @@ async fn panicking_channel_restarts_alone_while_others_keep_working() {
         .filter_map(|e| e["message"].as_str())
         .collect();
     assert!(
-        messages.iter().any(|m| m.contains("Restarting the channel") && m.contains("panicked")),
+        messages
+            .iter()
+            .any(|m| m.contains("Restarting the channel") && m.contains("panicked")),
         "{messages:?}"
     );
     handle.stop(false).await;

@@ -245,13 +245,7 @@ impl ChannelActor {
     }
 
     /// Records the outcome, then acks the queue, then frees the window slot.
-    fn settle(
-        &mut self,
-        send_no: u64,
-        delivery: Delivery,
-        event: Event,
-        ctx: &mut Context<Self>,
-    ) {
+    fn settle(&mut self, send_no: u64, delivery: Delivery, event: Event, ctx: &mut Context<Self>) {
         let host = self.host.clone();
         let id = self.spec.id.clone();
         let recorded = async move {
@@ -320,11 +314,18 @@ impl Actor for ChannelActor {
             ctx.address().recipient(),
         );
         let start = tokio::task::spawn_local(async move { transport.start(tctx).await });
-        ctx.spawn(start.into_actor(self).map(|started, act, ctx| match started {
-            Ok(Ok(())) => act.open_feed(ctx),
-            Ok(Err(e)) => act.fail(format!("cannot start the transport: {e}"), ctx),
-            Err(e) => act.fail(format!("transport panicked starting: {}", panic_text(e)), ctx),
-        }));
+        ctx.spawn(
+            start
+                .into_actor(self)
+                .map(|started, act, ctx| match started {
+                    Ok(Ok(())) => act.open_feed(ctx),
+                    Ok(Err(e)) => act.fail(format!("cannot start the transport: {e}"), ctx),
+                    Err(e) => act.fail(
+                        format!("transport panicked starting: {}", panic_text(e)),
+                        ctx,
+                    ),
+                }),
+        );
     }
 }
 

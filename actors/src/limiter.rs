@@ -65,7 +65,9 @@ impl RateLimiter {
 
     fn refill(&mut self, now: Instant) {
         if let Some(limit) = self.limit {
-            let elapsed = now.saturating_duration_since(self.last_refill).as_secs_f64();
+            let elapsed = now
+                .saturating_duration_since(self.last_refill)
+                .as_secs_f64();
             let per_second = f64::from(limit.count) / limit.window.as_secs_f64();
             self.tokens = (self.tokens + elapsed * per_second).min(f64::from(limit.count));
         }

@@ -181,7 +181,11 @@ pub struct StopAll;
 impl Handler<StartChannel> for ChannelSupervisor {
     type Result = ResponseActFuture<Self, Result<(), SupervisorError>>;
 
-    fn handle(&mut self, StartChannel(spec): StartChannel, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        StartChannel(spec): StartChannel,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         if self.registry.get(&spec.channel_type).is_none() {
             let err = SupervisorError::UnknownType(spec.channel_type);
             return Box::pin(async move { Err(err) }.into_actor(self));
@@ -219,7 +223,11 @@ impl Handler<StopChannel> for ChannelSupervisor {
 impl Handler<RestartChannel> for ChannelSupervisor {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, RestartChannel(id): RestartChannel, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        RestartChannel(id): RestartChannel,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         let halted = self.halt(&id, ctx);
         Box::pin(halted.into_actor(self).map(move |(), act, ctx| {
             if let Some(slot) = act.channels.get_mut(&id) {
@@ -233,7 +241,11 @@ impl Handler<RestartChannel> for ChannelSupervisor {
 impl Handler<UpdateChannel> for ChannelSupervisor {
     type Result = ResponseActFuture<Self, Result<(), SupervisorError>>;
 
-    fn handle(&mut self, UpdateChannel(spec): UpdateChannel, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        UpdateChannel(spec): UpdateChannel,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         match self.channels.get_mut(&spec.id) {
             Some(slot) if !slot.spec.needs_restart_for(&spec) => {
                 if let Some(actor) = &slot.actor {
@@ -272,7 +284,9 @@ impl Handler<ChannelExited> for ChannelSupervisor {
             "channel_id" => &*exited.id, "reason" => &reason, "delay_ms" => delay.as_millis() as u64);
         self.host.log(
             &exited.id,
-            LogRecord::warning(format!("Restarting the channel in {delay:?} after: {reason}")),
+            LogRecord::warning(format!(
+                "Restarting the channel in {delay:?} after: {reason}"
+            )),
         );
         let id = exited.id.clone();
         slot.restart_timer = Some(ctx.run_later(delay, move |act, ctx| {
@@ -332,7 +346,14 @@ mod tests {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(1),
         };
-        for (failures, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (50, 1000)] {
+        for (failures, full) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (50, 1000),
+        ] {
             let d = b.delay(failures).as_millis();
             assert!(d > full / 2 && d <= full, "{failures}: {d}");
         }

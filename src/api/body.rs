@@ -23,14 +23,17 @@ pub async fn read_json(
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::JsonDecode(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::JsonDecode(format!("cannot read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::JsonDecode("No JSON object could be decoded".into()));
+        return Err(ApiError::JsonDecode(
+            "No JSON object could be decoded".into(),
+        ));
     }
     serde_json::from_slice(&body).map_err(|e| ApiError::JsonDecode(e.to_string()))
 }

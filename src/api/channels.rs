@@ -31,7 +31,11 @@ pub fn channel_spec(id: &str, props: &ChannelProperties) -> ChannelSpec {
     });
     ChannelSpec {
         id: id.into(),
-        channel_type: props.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        channel_type: props
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         config: props.get("config").cloned().unwrap_or_else(|| json!({})),
         rate_limit,
         window: DEFAULT_WINDOW,
@@ -40,11 +44,17 @@ pub fn channel_spec(id: &str, props: &ChannelProperties) -> ChannelSpec {
 
 /// Checks `type` and `config` of a channel against the registry.
 fn check_type_and_config(state: &ApiState, props: &ChannelProperties) -> Result<(), ApiError> {
-    let given = props.get("type").and_then(Value::as_str).unwrap_or_default();
-    let channel_type = state.registry.get(given).ok_or_else(|| ApiError::InvalidChannelType {
-        given: given.to_owned(),
-        known: state.registry.names(),
-    })?;
+    let given = props
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let channel_type = state
+        .registry
+        .get(given)
+        .ok_or_else(|| ApiError::InvalidChannelType {
+            given: given.to_owned(),
+            known: state.registry.names(),
+        })?;
     let config = props.get("config").cloned().unwrap_or_else(|| json!({}));
     channel_type
         .build("", &config)
@@ -71,7 +81,9 @@ async fn channel_object(
     let store = &state.host.store;
     let statuses = store.statuses(id).await?;
     let window = state.settings.metric_window;
-    let counts = store.counts(id, metrics::current_bucket(window) - 1).await?;
+    let counts = store
+        .counts(id, metrics::current_bucket(window) - 1)
+        .await?;
     let worst = statuses.iter().map(|s| s.status).min();
     let components: Map<String, Value> = statuses
         .iter()
@@ -112,7 +124,10 @@ pub async fn create(
     let id = uuid::Uuid::new_v4().to_string();
     state.host.store.save_channel(&id, &props).await?;
     start(&state, StartChannel(channel_spec(&id, &props))).await;
-    Ok(created("channel created", channel_object(&state, &id, props).await?))
+    Ok(created(
+        "channel created",
+        channel_object(&state, &id, props).await?,
+    ))
 }
 
 async fn start(state: &ApiState, message: StartChannel) {
@@ -124,7 +139,10 @@ async fn start(state: &ApiState, message: StartChannel) {
 /// `GET /channels/{id}`.
 pub async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let props = find_channel(&state, &id).await?;
-    Ok(ok("channel found", channel_object(&state, &id, props).await?))
+    Ok(ok(
+        "channel found",
+        channel_object(&state, &id, props).await?,
+    ))
 }
 
 /// `POST /channels/{id}`: shallow merge; `config` and `metadata` are replaced wholesale.
@@ -144,7 +162,10 @@ pub async fn update(
         .supervisor
         .send(UpdateChannel(channel_spec(&id, &props)))
         .await;
-    Ok(ok("channel updated", channel_object(&state, &id, props).await?))
+    Ok(ok(
+        "channel updated",
+        channel_object(&state, &id, props).await?,
+    ))
 }
 
 /// `DELETE /channels/{id}`: stops the channel; messages still queued are cancelled, each
@@ -165,7 +186,10 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
 /// `POST /channels/{id}/restart` (the body is ignored).
 pub async fn restart(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     find_channel(&state, &id).await?;
-    let _ = state.supervisor.send(RestartChannel(id.as_str().into())).await;
+    let _ = state
+        .supervisor
+        .send(RestartChannel(id.as_str().into()))
+        .await;
     Ok(ok("channel restarted", json!({})))
 }
 

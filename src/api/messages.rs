@@ -43,11 +43,13 @@ fn priority(value: Option<&Value>) -> Priority {
 fn take_session_event(data: &mut Map<String, Value>) -> Result<Option<SessionEvent>, ApiError> {
     match data.remove("session_event") {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => serde_json::from_value(value.clone()).map(Some).map_err(|_| {
-            ApiError::ApiUsage(format!(
+        Some(value) => serde_json::from_value(value.clone())
+            .map(Some)
+            .map_err(|_| {
+                ApiError::ApiUsage(format!(
                 "channel_data.session_event must be \"new\", \"resume\" or \"close\", not {value}"
             ))
-        }),
+            }),
     }
 }
 
@@ -88,7 +90,10 @@ pub async fn send(
             });
         }
     }
-    let channel_type = props.get("type").and_then(Value::as_str).unwrap_or_default();
+    let channel_type = props
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let message = build_message(&channel_id, channel_type, &req, inbound)?;
     let record = OutboundRecord {
         message: message.clone(),
@@ -162,7 +167,10 @@ fn build_message(
 }
 
 /// `GET /channels/{id}/messages/{msg_id}`: every event of the message, in order.
-pub async fn status(state: State, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+pub async fn status(
+    state: State,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
     let (channel_id, message_id) = path.into_inner();
     find_channel(&state, &channel_id).await?;
     let events: Vec<Value> = state

@@ -72,9 +72,8 @@ async fn health() -> HttpResponse {
 
 /// Registers every route on an actix-web app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| {
-        web::resource(path.to_owned()).default_service(web::to(method_not_allowed))
-    };
+    let resource =
+        |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
     cfg.service(
         resource("/channels")
             .route(web::get().to(channels::list))

@@ -47,9 +47,8 @@ pub static CHANNEL_CREATE: LazyLock<Validator> = LazyLock::new(|| {
 });
 
 /// `POST /channels/{id}`.
-pub static CHANNEL_UPDATE: LazyLock<Validator> = LazyLock::new(|| {
-    compile(json!({"type": "object", "properties": channel_properties(true)}))
-});
+pub static CHANNEL_UPDATE: LazyLock<Validator> =
+    LazyLock::new(|| compile(json!({"type": "object", "properties": channel_properties(true)})));
 
 /// The accepted forms of `priority` (API.md 15.5).
 const PRIORITY_HELP: &str =
@@ -83,7 +82,11 @@ pub fn validate(schema: &Validator, body: &Value) -> Result<(), ApiError> {
     let violations: Vec<Violation> = schema
         .iter_errors(body)
         .map(|error| {
-            let field = error.instance_path().as_str().trim_start_matches('/').to_owned();
+            let field = error
+                .instance_path()
+                .as_str()
+                .trim_start_matches('/')
+                .to_owned();
             let message = if field == "priority" {
                 format!("priority {PRIORITY_HELP}, not {}", error.instance())
             } else if field.is_empty() {
@@ -146,7 +149,10 @@ mod tests {
             &CHANNEL_CREATE,
             json!({"type": "telnet", "config": {}, "rate_limit_count": -3}),
         );
-        assert_eq!(v[0].schema_path, ["properties", "rate_limit_count", "minimum"]);
+        assert_eq!(
+            v[0].schema_path,
+            ["properties", "rate_limit_count", "minimum"]
+        );
         assert!(v[0].message.contains("rate_limit_count") && v[0].message.contains("-3"));
     }
 
@@ -163,7 +169,13 @@ mod tests {
     /// Priority takes numbers 1-5, numeric strings and the two names, nothing else.
     #[test]
     fn priority_forms() {
-        for ok in [json!(1), json!(5), json!("3"), json!("bulk"), json!("realtime")] {
+        for ok in [
+            json!(1),
+            json!(5),
+            json!("3"),
+            json!("bulk"),
+            json!("realtime"),
+        ] {
             assert!(validate(&MESSAGE_SEND, &json!({"content": null, "priority": ok})).is_ok());
         }
         for bad in [json!(0), json!(6), json!("urgent"), json!(2.5), json!(null)] {
@@ -176,7 +188,10 @@ mod tests {
     #[test]
     fn null_urls_only_on_update() {
         assert!(validate(&CHANNEL_UPDATE, &json!({"mo_url": null})).is_ok());
-        let v = violations(&CHANNEL_CREATE, json!({"type": "t", "config": {}, "mo_url": null}));
+        let v = violations(
+            &CHANNEL_CREATE,
+            json!({"type": "t", "config": {}, "mo_url": null}),
+        );
         assert_eq!(v[0].schema_path, ["properties", "mo_url", "type"]);
     }
 }

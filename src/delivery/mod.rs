@@ -86,10 +86,18 @@ impl Callbacks {
     }
 }
 
-async fn run_lane(inner: Arc<Inner>, channel_id: String, mut rx: mpsc::UnboundedReceiver<Callback>) {
+async fn run_lane(
+    inner: Arc<Inner>,
+    channel_id: String,
+    mut rx: mpsc::UnboundedReceiver<Callback>,
+) {
     while let Some(callback) = rx.recv().await {
         if let Err(problem) = send(&inner.client, &callback).await {
-            let text = format!("Error sending {} to {}: {problem}", callback.what, redact(&callback.url));
+            let text = format!(
+                "Error sending {} to {}: {problem}",
+                callback.what,
+                redact(&callback.url)
+            );
             slog::warn!(inner.logger, "Callback failed"; "channel_id" => &channel_id, "error" => &text);
             inner.logs.push(&channel_id, LogRecord::error(text));
         }
@@ -113,8 +121,11 @@ async fn send(client: &reqwest::Client, callback: &Callback) -> Result<(), Strin
     }
 }
 
+/// A user name and an optional password, from a URL.
+type Credentials = (String, Option<String>);
+
 /// Takes `user:pass@` out of a URL.
-fn split_credentials(url: &str) -> Result<(Url, Option<(String, Option<String>)>), url::ParseError> {
+fn split_credentials(url: &str) -> Result<(Url, Option<Credentials>), url::ParseError> {
     let mut url = Url::parse(url)?;
     if url.username().is_empty() {
         return Ok((url, None));

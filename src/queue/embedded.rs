@@ -60,8 +60,8 @@ impl Queue for EmbeddedQueue {
         message: &Message,
         priority: Priority,
     ) -> Result<(), BackendError> {
-        let json =
-            serde_json::to_string(message).map_err(|e| BackendError::new("sqlite", e.to_string()))?;
+        let json = serde_json::to_string(message)
+            .map_err(|e| BackendError::new("sqlite", e.to_string()))?;
         let id = channel_id.to_owned();
         self.db
             .call(move |conn| {
@@ -184,7 +184,12 @@ impl OutboundConsumer for EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
-    fn delivery(&self, row: ClaimedRow, message: Message, permit: OwnedSemaphorePermit) -> Delivery {
+    fn delivery(
+        &self,
+        row: ClaimedRow,
+        message: Message,
+        permit: OwnedSemaphorePermit,
+    ) -> Delivery {
         Delivery {
             message,
             priority: Priority::new(row.priority).unwrap_or_default(),
@@ -203,8 +208,11 @@ impl Drop for EmbeddedConsumer {
         let waker = self.waker.clone();
         self.db.submit(
             move |conn| {
-                conn.execute("UPDATE outbound_queue SET claim = NULL WHERE claim = ?1", [claim])
-                    .map(drop)
+                conn.execute(
+                    "UPDATE outbound_queue SET claim = NULL WHERE claim = ?1",
+                    [claim],
+                )
+                .map(drop)
             },
             move || waker.notify_one(),
         );

@@ -96,9 +96,11 @@ impl Store for EmbeddedStore {
         let id = id.to_owned();
         self.db
             .call(move |conn| {
-                conn.query_row("SELECT properties FROM channels WHERE id = ?1", [id], |row| {
-                    from_json(&row.get::<_, String>(0)?)
-                })
+                conn.query_row(
+                    "SELECT properties FROM channels WHERE id = ?1",
+                    [id],
+                    |row| from_json(&row.get::<_, String>(0)?),
+                )
                 .optional()
             })
             .await
@@ -132,7 +134,11 @@ impl Store for EmbeddedStore {
         message: &Message,
         ttl: Duration,
     ) -> Result<(), BackendError> {
-        let row = (channel_id.to_owned(), message.message_id.clone(), to_json(message)?);
+        let row = (
+            channel_id.to_owned(),
+            message.message_id.clone(),
+            to_json(message)?,
+        );
         let expires = now() + ttl.as_secs_f64();
         self.db
             .call(move |conn| {
@@ -246,8 +252,16 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn save_status(&self, channel_id: &str, status: &StatusEvent) -> Result<(), BackendError> {
-        let row = (channel_id.to_owned(), status.component.clone(), to_json(status)?);
+    async fn save_status(
+        &self,
+        channel_id: &str,
+        status: &StatusEvent,
+    ) -> Result<(), BackendError> {
+        let row = (
+            channel_id.to_owned(),
+            status.component.clone(),
+            to_json(status)?,
+        );
         self.db
             .call(move |conn| {
                 conn.execute(

@@ -81,7 +81,8 @@ pub trait Store: Send + Sync + 'static {
     async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError>;
 
     /// Keeps the latest status of a component.
-    async fn save_status(&self, channel_id: &str, status: &StatusEvent) -> Result<(), BackendError>;
+    async fn save_status(&self, channel_id: &str, status: &StatusEvent)
+        -> Result<(), BackendError>;
     /// The latest status of each component.
     async fn statuses(&self, channel_id: &str) -> Result<Vec<StatusEvent>, BackendError>;
 

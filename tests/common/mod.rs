@@ -114,7 +114,9 @@ impl Api {
 
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(body) = body {
             req = req.body(body);
         }
@@ -229,7 +231,8 @@ impl CallbackServer {
 
 impl Drop for CallbackServer {
     fn drop(&mut self) {
-        let _ = self.handle.stop(false);
+        // The stop command is sent at once; the returned future only waits for it.
+        drop(self.handle.stop(false));
     }
 }
 
@@ -242,7 +245,9 @@ pub struct TelnetClient {
 
 impl TelnetClient {
     pub async fn connect(port: u16) -> TelnetClient {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
         let local_addr = stream.local_addr().unwrap().to_string();
         let (r, w) = stream.into_split();
         TelnetClient {

@@ -16,7 +16,9 @@ async fn print(request: HttpRequest, body: web::Bytes) -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".into());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9000".into());
     println!("Printing callbacks received on http://{address}/");
     HttpServer::new(|| App::new().default_service(web::to(print)))
         .workers(1)

@@ -7,48 +7,15 @@
 //! ```text
 //! cargo build --release && cargo run --release --example scale -- [N] [BASE]
 //! ```
-//! (defaults: N = 1000, BASE = 30000; the binary is target/release/junebug).
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+//! (defaults: N = 1000, BASE = 30000; the binary is target/release/junebug, or
+//! `$SCALE_JUNEBUG_BIN`).
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
-fn start(binary: &str, data_dir: &std::path::Path) -> Daemon {
-    let mut child = Command::new(binary)
-        .args(["-i", "127.0.0.1", "-p", "0", "--data-dir"])
-        .arg(data_dir)
-        .env("JUNEBUG_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start junebug (build it with `cargo build --release` first)");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines.next().expect("junebug exited").expect("read");
-        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["msg"] == "Listening" {
-            break entry["url"].as_str().unwrap_or_default().to_owned();
-        }
-    };
-    // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Daemon { child, url }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
+use serde_json::json;
+use support::{cpu_seconds, rss_kib, start};
 
 /// How many TCP sockets listen on ports in `base..base + n` (from /proc/net/tcp).
 fn listening(base: u16, n: u16) -> usize {
@@ -83,8 +50,6 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: u16 = args.next().map_or(1000, |a| a.parse().expect("N"));
     let base: u16 = args.next().map_or(30000, |a| a.parse().expect("BASE"));
-    let binary =
-        std::env::var("SCALE_JUNEBUG_BIN").unwrap_or_else(|_| "target/release/junebug".into());
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,7 +57,7 @@ fn main() {
         .expect("runtime");
     let client = reqwest::Client::new();
 
-    let mut daemon = start(&binary, dir.path());
+    let mut daemon = start(dir.path());
     let pid = daemon.child.id();
     std::thread::sleep(Duration::from_millis(500));
     println!("idle, 0 channels:      RSS {:>7} KiB", rss_kib(pid));
@@ -113,7 +78,11 @@ fn main() {
         }
     }
     wait_listening(base, n);
-    println!("created {n} channels in {:?}", created.elapsed());
+    println!(
+        "created {n} channels in {:?} ({:.2} s of daemon CPU)",
+        created.elapsed(),
+        cpu_seconds(pid)
+    );
     std::thread::sleep(Duration::from_millis(500));
     println!("idle, {n} channels:  RSS {:>7} KiB", rss_kib(pid));
 
@@ -121,7 +90,7 @@ fn main() {
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = daemon.child.wait();
     let restarted = Instant::now();
-    daemon = start(&binary, dir.path());
+    daemon = start(dir.path());
     let pid = daemon.child.id();
     let up = wait_listening(base, n);
     println!(

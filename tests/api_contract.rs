@@ -394,3 +394,93 @@ async fn logs_newest_first_bounded_by_n() {
     let (_, env) = api.get(&format!("/channels/{id}/logs?n=1")).await;
     assert_eq!(env["result"].as_array().unwrap().len(), 1);
 }
+
+/// A new `config` restarts the transport with it: the old port closes, the new one listens.
+#[actix_rt::test]
+async fn updating_config_restarts_the_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let api = Api::new(&daemon.url);
+    let (old, new) = (common::free_port(), common::free_port());
+    let id = api
+        .create_channel(
+            json!({"type": "telnet", "config": {"twisted_endpoint": format!("tcp:{old}")}}),
+        )
+        .await;
+    let mut client = common::TelnetClient::connect_when_ready(old).await;
+
+    let (status, env) = api
+        .post(
+            &format!("/channels/{id}"),
+            json!({"config": {"twisted_endpoint": format!("tcp:{new}")}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{env}");
+    assert!(client.closed().await, "restart closes connected clients");
+    common::TelnetClient::connect_when_ready(new).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", old)).is_err(),
+        "old port released"
+    );
+
+    let (status, env) = api
+        .post(
+            &format!("/channels/{id}"),
+            json!({"config": {"twisted_endpoint": "udp:1"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, first_error(&env)["type"].as_str()),
+        (400, Some("InvalidChannelConfig"))
+    );
+    let (_, env) = api.get(&format!("/channels/{id}")).await;
+    assert_eq!(
+        env["result"]["config"]["twisted_endpoint"],
+        format!("tcp:{new}"),
+        "unchanged"
+    );
+}
+
+/// Random mutations of valid bodies (seeded, so reproducible) never get a 5xx.
+#[actix_rt::test]
+async fn fuzzed_bodies_never_get_a_server_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let api = Api::new(&daemon.url);
+    let id = api.create_channel(telnet_channel(json!({}))).await;
+    let seeds: [&[u8]; 3] = [
+        br#"{"type": "telnet", "config": {"twisted_endpoint": "tcp:0"}, "label": "x"}"#,
+        br#"{"to": "a", "content": "hi", "priority": 3, "channel_data": {"session_event": "new"}}"#,
+        br#"{"reply_to": "abc", "content": null, "event_url": "http://x/"}"#,
+    ];
+    let paths = [
+        "/channels/".to_owned(),
+        format!("/channels/{id}"),
+        format!("/channels/{id}/messages/"),
+    ];
+    let mut rng = fastrand::Rng::with_seed(2);
+    for round in 0..300 {
+        let mut body = seeds[round % seeds.len()].to_vec();
+        for _ in 0..rng.usize(1..6) {
+            let at = rng.usize(..body.len());
+            match rng.u8(..3) {
+                0 => body[at] = rng.u8(..),
+                1 => {
+                    body.remove(at);
+                }
+                _ => body.insert(at, b"{}[]\",:0\\"[rng.usize(..9)]),
+            }
+            if body.is_empty() {
+                break;
+            }
+        }
+        let path = &paths[round % paths.len()];
+        let (status, env) = api.raw("POST", path, Some(body.clone())).await;
+        assert!(
+            status < 500,
+            "{path} {:?} -> {status} {env}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_envelope(&env, status);
+    }
+}

@@ -81,6 +81,11 @@ impl Daemon {
         self.child.wait().expect("wait");
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the daemon logged so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()

@@ -1,0 +1,65 @@
+//! What the measuring examples share: starting the release binary and reading /proc.
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// A running `junebug` process.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+}
+
+/// The binary to measure: `$SCALE_JUNEBUG_BIN` or target/release/junebug.
+pub fn binary() -> String {
+    std::env::var("SCALE_JUNEBUG_BIN").unwrap_or_else(|_| "target/release/junebug".into())
+}
+
+/// Starts the binary on `data_dir`, API on a free port of 127.0.0.1.
+pub fn start(data_dir: &std::path::Path) -> Daemon {
+    let mut child = Command::new(binary())
+        .args(["-i", "127.0.0.1", "-p", "0", "--data-dir"])
+        .arg(data_dir)
+        .env("JUNEBUG_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start junebug (build it with `cargo build --release` first)");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines.next().expect("junebug exited").expect("read");
+        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["msg"] == "Listening" {
+            break entry["url"].as_str().unwrap_or_default().to_owned();
+        }
+    };
+    // Keep draining the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Daemon { child, url }
+}
+
+/// Resident memory of `pid`, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system) `pid` has used, seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}

@@ -177,6 +177,7 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
         let cancelled = Event::nack(&message.message_id, "cancelled");
         state.host.record_event(&id, &cancelled).await;
     }
+    state.host.queue.remove(&id).await?;
     state.host.store.delete_channel(&id).await?;
     state.host.logs.forget(&id);
     state.host.callbacks.close_lane(&id);

@@ -109,6 +109,12 @@ impl Queue for EmbeddedQueue {
             .filter_map(|json| serde_json::from_str(json).ok())
             .collect())
     }
+
+    async fn remove(&self, channel_id: &str) -> Result<(), BackendError> {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.remove(channel_id);
+        Ok(())
+    }
 }
 
 struct ClaimedRow {

@@ -1,6 +1,7 @@
 //! The `Queue`: each channel's durable outbound queue, in priority order.
 //!
-//! - [`embedded`]: a table in the SQLite file (the default).
+//! - [`embedded`]: a table in the SQLite file (the default);
+//! - [`amqp`]: RabbitMQ, one durable priority queue per channel (production).
 //!
 //! A message is in the queue from the moment the API accepts it until its channel acks it
 //! (after its outcome is recorded); a consumer that goes away leaves its unacked messages for
@@ -11,6 +12,7 @@ use junebug_actors::ports::OutboundConsumer;
 
 use crate::backend::BackendError;
 
+pub mod amqp;
 pub mod embedded;
 
 /// The queue backend.
@@ -34,4 +36,8 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Removes every message still waiting (not those a consumer holds) and returns them.
     async fn purge(&self, channel_id: &str) -> Result<Vec<Message>, BackendError>;
+
+    /// Removes a deleted channel's queue itself (call after [`Queue::purge`], once the
+    /// channel has stopped consuming).
+    async fn remove(&self, channel_id: &str) -> Result<(), BackendError>;
 }

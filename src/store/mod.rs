@@ -1,6 +1,7 @@
 //! The `Store`: channel configs, messages kept for replies and events, statuses and rates.
 //!
-//! - [`embedded`]: SQLite in `data_dir` (the default, nothing to install).
+//! - [`embedded`]: SQLite in `data_dir` (the default, nothing to install);
+//! - [`redis`]: Redis (production; several Junebug processes can share it).
 //!
 //! Data with a time to live (inbound messages, outbound records, events, rate buckets) is
 //! never returned once expired, whatever the backend does to reclaim the space.
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::backend::BackendError;
 
 pub mod embedded;
+pub mod redis;
 
 /// A channel's stored properties, exactly as the client gave (and merged) them.
 pub type ChannelProperties = Map<String, Value>;

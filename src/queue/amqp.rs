@@ -1,0 +1,1 @@
+//! RabbitMQ queue: being written.

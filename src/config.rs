@@ -86,6 +86,34 @@ pub struct Config {
     pub callback_timeout: f64,
     /// How channel actors are run and restarted (table `[supervisor]`).
     pub supervisor: SupervisorConfig,
+    /// The production state backend (table `[redis]`). Set together with `amqp.url`.
+    pub redis: RedisConfig,
+    /// The production queue backend and the AMQP integration (table `[amqp]`).
+    pub amqp: AmqpConfig,
+}
+
+/// Redis, the production Store (table `[redis]`, variables `JUNEBUG_REDIS__*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port/db` (`JUNEBUG_REDIS__URL`). Unset (the default) with
+    /// `amqp.url` unset too: the embedded backend. Both set: Redis + RabbitMQ.
+    pub url: Option<String>,
+    /// Prefix of every key Junebug writes (`JUNEBUG_REDIS__KEY_PREFIX`), so several
+    /// deployments can share one Redis. Default "junebug:".
+    pub key_prefix: String,
+}
+
+/// RabbitMQ, the production Queue (table `[amqp]`, variables `JUNEBUG_AMQP__*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host:port/vhost` (`JUNEBUG_AMQP__URL`, the vhost URL-encoded:
+    /// `%2f` for `/`). Unset by default; see `redis.url`.
+    pub url: Option<String>,
+    /// Prefix of the channels' outbound queue names, `<prefix><channel id>.outbound`
+    /// (`JUNEBUG_AMQP__QUEUE_PREFIX`). Default "junebug.".
+    pub queue_prefix: String,
 }
 
 /// Settings of the channel supervisor (table `[supervisor]`, variables `JUNEBUG_SUPERVISOR__*`).
@@ -258,6 +286,34 @@ impl Default for Config {
             max_body_size: default_max_body_size(),
             callback_timeout: default_callback_timeout(),
             supervisor: SupervisorConfig::default(),
+            redis: RedisConfig::default(),
+            amqp: AmqpConfig::default(),
+        }
+    }
+}
+
+fn default_redis_key_prefix() -> String {
+    "junebug:".to_owned()
+}
+
+fn default_amqp_queue_prefix() -> String {
+    "junebug.".to_owned()
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: default_redis_key_prefix(),
+        }
+    }
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            queue_prefix: default_amqp_queue_prefix(),
         }
     }
 }
@@ -305,7 +361,31 @@ impl Config {
                 ),
             ));
         }
-        Ok(())
+        self.production_urls().map(drop)
+    }
+
+    /// The Redis and RabbitMQ URLs when both are set (production backends), `None` when
+    /// neither is (embedded backend); one without the other is refused.
+    pub fn production_urls(&self) -> Result<Option<(&str, &str)>, ConfigError> {
+        fn set(url: &Option<String>) -> Option<&str> {
+            url.as_deref().filter(|u| !u.trim().is_empty())
+        }
+        match (set(&self.redis.url), set(&self.amqp.url)) {
+            (Some(redis), Some(amqp)) => Ok(Some((redis, amqp))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(invalid(
+                "amqp.url",
+                "is not set but redis.url is: production needs both Redis and RabbitMQ \
+                 (set amqp.url too), the embedded backend neither"
+                    .to_owned(),
+            )),
+            (None, Some(_)) => Err(invalid(
+                "redis.url",
+                "is not set but amqp.url is: production needs both Redis and RabbitMQ \
+                 (set redis.url too), the embedded backend neither"
+                    .to_owned(),
+            )),
+        }
     }
 
     /// How many arbiter threads to start: `supervisor.arbiters`, or when that is 0 one per

@@ -8,6 +8,7 @@ use junebug_actors::message::{Event, Message, SessionEvent, StatusEvent};
 use junebug_actors::ports::{ChannelHost, LogRecord, OutboundConsumer, PortError};
 use serde_json::Value;
 
+use crate::delivery::amqp::AmqpApps;
 use crate::delivery::{Callback, Callbacks};
 use crate::logs::ChannelLogs;
 use crate::metrics;
@@ -31,6 +32,8 @@ pub struct Host {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) callbacks: Callbacks,
+    /// The AMQP integration for applications, when RabbitMQ is configured.
+    pub(crate) apps: Option<Arc<AmqpApps>>,
     pub(crate) logs: Arc<ChannelLogs>,
     pub(crate) settings: HostSettings,
     pub(crate) logger: slog::Logger,
@@ -68,7 +71,20 @@ impl Host {
         );
     }
 
-    /// Records an event and forwards it to its message's `event_url`.
+    /// The channel's `amqp_queue`, when it has one and RabbitMQ is configured.
+    async fn amqp_target(&self, channel_id: &str) -> Option<(&AmqpApps, String)> {
+        let apps = self.apps.as_deref()?;
+        match self.store.load_channel(channel_id).await {
+            Ok(props) => Some((apps, text(props.as_ref()?, "amqp_queue")?.to_owned())),
+            Err(e) => {
+                self.backend_failed(channel_id, "look up the channel", &e);
+                None
+            }
+        }
+    }
+
+    /// Records an event and forwards it to its message's `event_url` and the channel's
+    /// `amqp_queue`.
     pub async fn record_event(&self, channel_id: &str, event: &Event) {
         if let Err(e) = self
             .store
@@ -96,6 +112,11 @@ impl Host {
             }
             Ok(None) => {} // not sent through the API, or older than outbound_message_ttl
             Err(e) => self.backend_failed(channel_id, "look up an outbound message", &e),
+        }
+        if let Some((apps, amqp_queue)) = self.amqp_target(channel_id).await {
+            if let Err(e) = apps.publish_event(&amqp_queue, channel_id, event).await {
+                self.backend_failed(channel_id, "publish an event", &e);
+            }
         }
     }
 }
@@ -128,6 +149,11 @@ impl ChannelHost for Host {
                 what: "inbound message",
             };
             self.callbacks.post(channel_id, callback);
+        }
+        if let (Some(apps), Some(amqp_queue)) = (self.apps.as_deref(), text(&props, "amqp_queue")) {
+            if let Err(e) = apps.publish_inbound(amqp_queue, &message).await {
+                self.backend_failed(channel_id, "publish an inbound message", &e);
+            }
         }
     }
 

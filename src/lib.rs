@@ -10,6 +10,7 @@
 //! - [`logs`], [`metrics`]: channel logs and rates;
 //! - [`wire`]: the JSON shapes of messages, events and statuses;
 //! - [`server`]: builds all of it and runs it.
+pub mod amqp;
 pub mod api;
 pub mod backend;
 pub mod config;
@@ -22,4 +23,5 @@ pub mod queue;
 pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod vumi;
 pub mod wire;

@@ -8,15 +8,21 @@ use actix_web::{web, App, HttpServer};
 use junebug_actors::supervisor::{Backoff, ChannelSupervisor, StartChannel, StopAll};
 use junebug_actors::TransportRegistry;
 
+use crate::amqp::AmqpLink;
 use crate::api::{self, ApiSettings, ApiState};
 use crate::backend::BackendError;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::delivery::amqp::AmqpApps;
 use crate::delivery::Callbacks;
 use crate::host::{Host, HostSettings};
 use crate::logs::ChannelLogs;
+use crate::queue::amqp::AmqpQueue;
 use crate::queue::embedded::{self as embedded_queue, EmbeddedQueue};
+use crate::queue::Queue;
 use crate::sqlite::Database;
 use crate::store::embedded::{self as embedded_store, EmbeddedStore};
+use crate::store::redis::RedisStore;
+use crate::store::Store;
 
 /// How often expired stored data is swept away.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -35,6 +41,41 @@ pub enum StartError {
     /// A backend could not be opened.
     #[error("cannot open the backend: {0}")]
     Backend(#[from] BackendError),
+    /// The configuration does not select a backend.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+/// The Store, the Queue and, in production, the RabbitMQ link.
+struct Backends {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    link: Option<AmqpLink>,
+}
+
+/// Opens Redis + RabbitMQ when both are configured, else the embedded SQLite backend (and
+/// starts sweeping its expired rows).
+async fn open_backends(config: &Config, logger: &slog::Logger) -> Result<Backends, StartError> {
+    if let Some((redis_url, amqp_url)) = config.production_urls()? {
+        let store = RedisStore::connect(redis_url, &config.redis.key_prefix).await?;
+        let link = AmqpLink::connect(amqp_url).await?;
+        slog::info!(logger, "Using the production backends: Redis and RabbitMQ");
+        return Ok(Backends {
+            store: Arc::new(store),
+            queue: Arc::new(AmqpQueue::new(link.clone(), &config.amqp.queue_prefix)),
+            link: Some(link),
+        });
+    }
+    let schema = [embedded_store::SCHEMA, embedded_queue::SCHEMA].concat();
+    let db = Arc::new(Database::open(&config.data_dir, &schema)?);
+    let store = Arc::new(EmbeddedStore::new(db.clone()));
+    actix_rt::spawn(sweep(store.clone(), logger.clone()));
+    slog::info!(logger, "Using the embedded backend"; "data_dir" => %config.data_dir.display());
+    Ok(Backends {
+        store,
+        queue: Arc::new(EmbeddedQueue::new(db)),
+        link: None,
+    })
 }
 
 /// A started daemon.
@@ -68,20 +109,21 @@ pub async fn start(
     registry: TransportRegistry,
     logger: slog::Logger,
 ) -> Result<Running, StartError> {
-    let schema = [embedded_store::SCHEMA, embedded_queue::SCHEMA].concat();
-    let db = Arc::new(Database::open(&config.data_dir, &schema)?);
-    let store = Arc::new(EmbeddedStore::new(db.clone()));
-    let queue = Arc::new(EmbeddedQueue::new(db));
+    let backends = open_backends(config, &logger).await?;
     let logs = Arc::new(ChannelLogs::new(config.max_logs));
+    let apps = backends
+        .link
+        .map(|link| Arc::new(AmqpApps::new(link, backends.queue.clone(), logs.clone())));
     let callbacks = Callbacks::new(
         Duration::from_secs_f64(config.callback_timeout),
         logs.clone(),
         logger.clone(),
     );
     let host = Arc::new(Host {
-        store: store.clone(),
-        queue,
+        store: backends.store,
+        queue: backends.queue,
         callbacks,
+        apps,
         logs,
         settings: HostSettings {
             inbound_ttl: Duration::from_secs(config.inbound_message_ttl),
@@ -110,8 +152,8 @@ pub async fn start(
         if let Ok(Err(e)) = supervisor.send(StartChannel(spec)).await {
             slog::error!(logger, "Cannot start a stored channel"; "channel_id" => id, "error" => %e);
         }
+        api::channels::attach_apps(&host, id, props);
     }
-    actix_rt::spawn(sweep(store, logger.clone()));
 
     let state = web::Data::new(ApiState {
         host,

@@ -1,8 +1,9 @@
 //! The HTTP contract of API.md: every endpoint, the envelope, status codes, error shapes,
 //! validation before lookup, trailing slashes, 404/405/413, and no 500 for any input.
+#[macro_use]
 mod common;
 
-use common::{Api, Daemon};
+use common::{Api, Deployment};
 use serde_json::{json, Value};
 
 const MISSING: &str = "/channels/00000000-0000-4000-8000-000000000000";
@@ -33,11 +34,11 @@ fn telnet_channel(extra: Value) -> Value {
     body
 }
 
+both_backends! {
 /// Create, get, list, update, restart and delete a channel, with exact envelopes.
-#[actix_rt::test]
-async fn channel_lifecycle() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn channel_lifecycle(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
 
     let (status, env) = api.get("/channels/").await;
@@ -140,12 +141,13 @@ async fn channel_lifecycle() {
     let (_, env) = api.get("/channels/").await;
     assert_eq!(env["result"], json!([second]));
 }
+}
 
+both_backends! {
 /// Schema violations: one `invalid_body` entry per violation, with its schema path.
-#[actix_rt::test]
-async fn validation_errors_have_the_original_shape() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn validation_errors_have_the_original_shape(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
 
     let (status, env) = api.post("/channels/", json!({})).await;
@@ -203,12 +205,13 @@ async fn validation_errors_have_the_original_shape() {
     let (status, _) = api.post(MISSING, json!({"character_limit": -1})).await;
     assert_eq!(status, 400);
 }
+}
 
+both_backends! {
 /// Domain errors: unknown type, bad config, JSON decode errors.
-#[actix_rt::test]
-async fn domain_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn domain_errors(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
 
     let (status, env) = api
@@ -252,12 +255,13 @@ async fn domain_errors() {
         "No JSON object could be decoded"
     );
 }
+}
 
+both_backends! {
 /// Unknown paths are 404 and wrong methods 405, in the envelope; both slash forms route.
-#[actix_rt::test]
-async fn routing_errors_and_trailing_slashes() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn routing_errors_and_trailing_slashes(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
 
     let (status, env) = api.get("/nope").await;
@@ -294,12 +298,13 @@ async fn routing_errors_and_trailing_slashes() {
         assert_eq!(status, 200, "{path}");
     }
 }
+}
 
+both_backends! {
 /// Oversized bodies get 413 in the envelope; malformed input of every kind never a 500.
-#[actix_rt::test]
-async fn hostile_input_never_causes_a_server_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(dir.path(), &[], &[("JUNEBUG_MAX_BODY_SIZE", "4096")]);
+async fn hostile_input_never_causes_a_server_error(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start_with(&[("JUNEBUG_MAX_BODY_SIZE", "4096")]);
     let api = Api::new(&daemon.url);
     let id = api.create_channel(telnet_channel(json!({}))).await;
 
@@ -360,12 +365,13 @@ async fn hostile_input_never_causes_a_server_error() {
     let (status, _) = api.get(&format!("/channels/{id}/messages/%00%ff")).await;
     assert_eq!(status, 200, "unknown message ids are not validated");
 }
+}
 
+both_backends! {
 /// The logs endpoint returns the channel's newest entries first, bounded by `n`.
-#[actix_rt::test]
-async fn logs_newest_first_bounded_by_n() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn logs_newest_first_bounded_by_n(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
     let port = common::free_port();
     let id = api
@@ -394,12 +400,13 @@ async fn logs_newest_first_bounded_by_n() {
     let (_, env) = api.get(&format!("/channels/{id}/logs?n=1")).await;
     assert_eq!(env["result"].as_array().unwrap().len(), 1);
 }
+}
 
+both_backends! {
 /// A new `config` restarts the transport with it: the old port closes, the new one listens.
-#[actix_rt::test]
-async fn updating_config_restarts_the_transport() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn updating_config_restarts_the_transport(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
     let (old, new) = (common::free_port(), common::free_port());
     let id = api
@@ -440,12 +447,13 @@ async fn updating_config_restarts_the_transport() {
         "unchanged"
     );
 }
+}
 
+both_backends! {
 /// Random mutations of valid bodies (seeded, so reproducible) never get a 5xx.
-#[actix_rt::test]
-async fn fuzzed_bodies_never_get_a_server_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn fuzzed_bodies_never_get_a_server_error(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
     let id = api.create_channel(telnet_channel(json!({}))).await;
     let seeds: [&[u8]; 3] = [
@@ -483,4 +491,5 @@ async fn fuzzed_bodies_never_get_a_server_error() {
         );
         assert_envelope(&env, status);
     }
+}
 }

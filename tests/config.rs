@@ -151,7 +151,25 @@ fn every_option_is_overridable_by_a_junebug_variable() {
             json!(0.5),
         ),
         ("JUNEBUG_SUPERVISOR__RESTART_BACKOFF_MAX", "60", json!(60.0)),
+        (
+            "JUNEBUG_REDIS__URL",
+            "redis://r:6379/1",
+            json!("redis://r:6379/1"),
+        ),
+        ("JUNEBUG_REDIS__KEY_PREFIX", "jb:", json!("jb:")),
+        (
+            "JUNEBUG_AMQP__URL",
+            "amqp://a:5672/%2f",
+            json!("amqp://a:5672/%2f"),
+        ),
+        ("JUNEBUG_AMQP__QUEUE_PREFIX", "jb.", json!("jb.")),
     ];
+    // The two production URLs are only valid together: each is tested with the other set.
+    let partner = |var: &str| match var {
+        "JUNEBUG_REDIS__URL" => Some(("JUNEBUG_AMQP__URL", "amqp://x/", "amqp.url")),
+        "JUNEBUG_AMQP__URL" => Some(("JUNEBUG_REDIS__URL", "redis://x/", "redis.url")),
+        _ => None,
+    };
     let key_of = |var: &str| {
         var.trim_start_matches("JUNEBUG_")
             .to_lowercase()
@@ -166,9 +184,14 @@ fn every_option_is_overridable_by_a_junebug_variable() {
     let defaults = serde_json::to_value(Config::default()).expect("json");
     for (var, value, expected) in table {
         let key = key_of(var);
-        let config = load("", &[(var, value)], CliOverrides::default())
-            .unwrap_or_else(|e| panic!("{var}={value}: {e}"));
+        let mut pairs = vec![(*var, *value)];
         let mut want = defaults.clone();
+        if let Some((other, other_value, other_key)) = partner(var) {
+            pairs.push((other, other_value));
+            set(&mut want, other_key, json!(other_value));
+        }
+        let config = load("", &pairs, CliOverrides::default())
+            .unwrap_or_else(|e| panic!("{var}={value}: {e}"));
         set(&mut want, &key, expected.clone());
         assert_ne!(
             want, defaults,
@@ -448,6 +471,13 @@ fn rule_violations_name_their_source() {
         &error,
         &["key 'metric_window'", &path.display().to_string()],
     );
+
+    let pairs = [("JUNEBUG_REDIS__URL", "redis://127.0.0.1/")];
+    let error = load("", &pairs, CliOverrides::default()).expect_err("redis without amqp");
+    assert_one_line(&error, &["key 'amqp.url'", "both Redis and RabbitMQ"]);
+    let pairs = [("JUNEBUG_AMQP__URL", "amqp://127.0.0.1/")];
+    let error = load("", &pairs, CliOverrides::default()).expect_err("amqp without redis");
+    assert_one_line(&error, &["key 'redis.url'", "both Redis and RabbitMQ"]);
 
     let pairs = [("JUNEBUG_SUPERVISOR__RESTART_BACKOFF_MAX", "0.01")];
     let error = load("", &pairs, CliOverrides::default()).expect_err("max < initial");

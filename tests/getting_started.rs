@@ -1,15 +1,16 @@
 //! The README's getting-started walk-through, end to end: a telnet channel, inbound messages
 //! to `mo_url`, sends and replies, events to `event_url`, message status.
+#[macro_use]
 mod common;
 
-use common::{Api, CallbackServer, Daemon, TelnetClient};
+use common::{Api, CallbackServer, Deployment, TelnetClient};
 use serde_json::json;
 
+both_backends! {
 /// API.md 14: create a telnet channel, connect, send, type, reply; every step as documented.
-#[actix_rt::test]
-async fn getting_started_flow_works_verbatim() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn getting_started_flow_works_verbatim(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
     let mut app = CallbackServer::start().await;
     let port = common::free_port();
@@ -84,4 +85,5 @@ async fn getting_started_flow_works_verbatim() {
     assert_eq!(env["result"]["reply_to"], hi.body["message_id"]);
     assert_eq!(env["result"]["to"], json!(telnet.local_addr));
     assert_eq!(telnet.read_line().await, "hello again");
+}
 }

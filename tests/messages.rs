@@ -1,22 +1,23 @@
 //! Sending messages (API.md 5): validation order, replies and their expiry, the character
 //! limit, null content, priorities, the response shape, status history and callback auth.
+#[macro_use]
 mod common;
 
-use common::{Api, CallbackServer, Daemon, TelnetClient};
+use common::{Api, Backend, CallbackServer, Daemon, Deployment, TelnetClient};
 use serde_json::{json, Value};
 
 struct Setup {
-    _dir: tempfile::TempDir,
     _daemon: Daemon,
+    _deployment: Deployment,
     api: Api,
     app: CallbackServer,
     id: String,
     port: u16,
 }
 
-async fn setup(extra: Value, env: &[(&str, &str)]) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(dir.path(), &[], env);
+async fn setup(backend: Backend, extra: Value, env: &[(&str, &str)]) -> Setup {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start_with(env);
     let api = Api::new(&daemon.url);
     let app = CallbackServer::start().await;
     let port = common::free_port();
@@ -27,8 +28,8 @@ async fn setup(extra: Value, env: &[(&str, &str)]) -> Setup {
         .extend(extra.as_object().unwrap().clone());
     let id = api.create_channel(body).await;
     Setup {
-        _dir: dir,
         _daemon: daemon,
+        _deployment: deployment,
         api,
         app,
         id,
@@ -41,10 +42,10 @@ fn error(env: &Value) -> (&str, &str) {
     (e["type"].as_str().unwrap(), e["message"].as_str().unwrap())
 }
 
+both_backends! {
 /// `to` or `reply_to` is required; an unknown `reply_to` is MessageNotFound (400).
-#[actix_rt::test]
-async fn send_requires_an_address_and_a_known_reply() {
-    let s = setup(json!({}), &[]).await;
+async fn send_requires_an_address_and_a_known_reply(backend) {
+    let s = setup(backend, json!({}), &[]).await;
     let path = format!("/channels/{}/messages/", s.id);
     let (status, env) = s.api.post(&path, json!({"content": "x"})).await;
     assert_eq!(status, 400);
@@ -73,11 +74,12 @@ async fn send_requires_an_address_and_a_known_reply() {
         .await;
     assert_eq!(status, 400, "expired replies are refused by default");
 }
+}
 
+both_backends! {
 /// With allow_expired_replies, an unknown reply_to plus `to` is sent as a plain message.
-#[actix_rt::test]
-async fn expired_replies_fall_back_to_plain_messages_when_allowed() {
-    let s = setup(json!({}), &[("JUNEBUG_ALLOW_EXPIRED_REPLIES", "true")]).await;
+async fn expired_replies_fall_back_to_plain_messages_when_allowed(backend) {
+    let s = setup(backend, json!({}), &[("JUNEBUG_ALLOW_EXPIRED_REPLIES", "true")]).await;
     let (status, env) = s
         .api
         .post(
@@ -89,11 +91,12 @@ async fn expired_replies_fall_back_to_plain_messages_when_allowed() {
     assert_eq!(env["result"]["reply_to"], json!(null));
     assert_eq!(env["result"]["to"], "someone");
 }
+}
 
+both_backends! {
 /// Inbound messages expire after inbound_message_ttl: replying then is MessageNotFound.
-#[actix_rt::test]
-async fn replies_expire_with_the_inbound_ttl() {
-    let mut s = setup(json!({}), &[("JUNEBUG_INBOUND_MESSAGE_TTL", "1")]).await;
+async fn replies_expire_with_the_inbound_ttl(backend) {
+    let mut s = setup(backend, json!({}), &[("JUNEBUG_INBOUND_MESSAGE_TTL", "1")]).await;
     let _client = TelnetClient::connect_when_ready(s.port).await;
     let inbound = s.app.next().await.body;
     let path = format!("/channels/{}/messages/", s.id);
@@ -105,11 +108,12 @@ async fn replies_expire_with_the_inbound_ttl() {
     let (status, env) = s.api.post(&path, reply).await;
     assert_eq!((status, error(&env).0), (400, "MessageNotFound"));
 }
+}
 
+both_backends! {
 /// character_limit counts characters, not bytes; equal is allowed; null content is fine.
-#[actix_rt::test]
-async fn character_limit_and_null_content() {
-    let s = setup(json!({"character_limit": 3}), &[]).await;
+async fn character_limit_and_null_content(backend) {
+    let s = setup(backend, json!({"character_limit": 3}), &[]).await;
     let path = format!("/channels/{}/messages/", s.id);
     let (status, _) = s
         .api
@@ -133,11 +137,12 @@ async fn character_limit_and_null_content() {
     assert_eq!(status, 201, "{env}");
     assert_eq!(env["result"]["content"], json!(null));
 }
+}
 
+both_backends! {
 /// The response is exactly the documented message object; request-only keys are not echoed.
-#[actix_rt::test]
-async fn send_response_shape() {
-    let s = setup(json!({}), &[]).await;
+async fn send_response_shape(backend) {
+    let s = setup(backend, json!({}), &[]).await;
     let (status, env) = s
         .api
         .post(&format!("/channels/{}/messages/", s.id),
@@ -175,11 +180,12 @@ async fn send_response_shape() {
         "{ts}"
     );
 }
+}
 
+both_backends! {
 /// Events are listed in order; a rejection carries its reason; callbacks carry auth.
-#[actix_rt::test]
-async fn status_history_and_callback_auth() {
-    let mut s = setup(json!({"mo_url_auth_token": "sekrit"}), &[]).await;
+async fn status_history_and_callback_auth(backend) {
+    let mut s = setup(backend, json!({"mo_url_auth_token": "sekrit"}), &[]).await;
     let mut client = TelnetClient::connect_when_ready(s.port).await;
     let new = s.app.next().await;
     assert_eq!(new.authorization.as_deref(), Some("Token sekrit"));
@@ -243,11 +249,12 @@ async fn status_history_and_callback_auth() {
                                      "last_event_timestamp": null, "events": []})
     );
 }
+}
 
+both_backends! {
 /// A session that ends on the user's side is forwarded as a close (API.md 15.15).
-#[actix_rt::test]
-async fn telnet_quit_and_disconnect_are_forwarded_as_close() {
-    let mut s = setup(json!({}), &[]).await;
+async fn telnet_quit_and_disconnect_are_forwarded_as_close(backend) {
+    let mut s = setup(backend, json!({}), &[]).await;
     let mut client = TelnetClient::connect_when_ready(s.port).await;
     assert_eq!(
         s.app.next().await.body["channel_data"]["session_event"],
@@ -260,11 +267,13 @@ async fn telnet_quit_and_disconnect_are_forwarded_as_close() {
     assert_eq!(close["channel_data"], json!({"session_event": "close"}));
     assert_eq!(close["from"], json!(client.local_addr));
 }
+}
 
+both_backends! {
 /// Deleting a channel cancels what it still had queued, with a `rejected` event each.
-#[actix_rt::test]
-async fn deleting_a_channel_cancels_its_queue() {
+async fn deleting_a_channel_cancels_its_queue(backend) {
     let mut s = setup(
+        backend,
         json!({"rate_limit_count": 1, "rate_limit_window": 3600}),
         &[],
     )
@@ -294,4 +303,5 @@ async fn deleting_a_channel_cancels_its_queue() {
         assert_eq!(&event["message_id"], id);
         assert_eq!(event["event_details"], json!({"reason": "cancelled"}));
     }
+}
 }

@@ -1,15 +1,16 @@
 //! Nothing is lost across a crash: after `kill -9` and a restart, every channel runs again
 //! with the same id and config, and messages accepted before the kill are still sent.
+#[macro_use]
 mod common;
 
-use common::{Api, CallbackServer, Daemon, TelnetClient};
+use common::{Api, CallbackServer, Deployment, TelnetClient};
 use serde_json::json;
 
+both_backends! {
 /// A queued message survives `kill -9` of the daemon and is sent after the restart.
-#[actix_rt::test]
-async fn channels_and_queued_messages_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path());
+async fn channels_and_queued_messages_survive_kill_9(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
     let mut app = CallbackServer::start().await;
     let event_url = format!("{}/events", app.url);
@@ -49,7 +50,7 @@ async fn channels_and_queued_messages_survive_kill_9() {
     );
     drop(client); // frees the client port for the reconnect
 
-    let daemon = Daemon::start(dir.path());
+    let daemon = deployment.start();
     let api = Api::new(&daemon.url);
     let (_, list) = api.get("/channels/").await;
     assert_eq!(list["result"], json!([id]));
@@ -76,4 +77,5 @@ async fn channels_and_queued_messages_survive_kill_9() {
     }
     assert!(outcomes.contains_key(&m2));
     assert_eq!(outcomes[&m3], "submitted");
+}
 }

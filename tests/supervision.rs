@@ -1,6 +1,7 @@
 //! Channels fail alone: one channel's transport panics, another channel keeps sending and
 //! receiving meanwhile, and the failed one is restarted with backoff and comes back without
 //! losing the message it was sending.
+#[macro_use]
 mod common;
 
 use std::rc::Rc;
@@ -8,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{Api, CallbackServer, TelnetClient};
-use junebug::config::Config;
+use common::{Api, CallbackServer, Deployment, TelnetClient};
 use junebug_actors::message::{new_message_id, timestamp_now, Message};
 use junebug_actors::transport::{
     ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
@@ -18,14 +18,21 @@ use junebug_actors::TransportRegistry;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 
+/// The loopback's one-shot bomb: armed until the first "panic" message, which it reports.
+#[derive(Default)]
+struct Bomb {
+    armed: AtomicBool,
+    exploded: tokio::sync::Notify,
+}
+
 /// A loopback channel type for this test: it acks every message and echoes it back as an
 /// inbound message, except that the first message saying "panic" makes it panic.
 struct Loopback {
-    armed: Arc<AtomicBool>,
+    bomb: Arc<Bomb>,
 }
 
 struct LoopbackTransport {
-    armed: Arc<AtomicBool>,
+    bomb: Arc<Bomb>,
     ctx: RefCell<Option<TransportContext>>,
 }
 
@@ -38,7 +45,7 @@ impl ChannelType for Loopback {
     }
     fn build(&self, _: &str, _: &Value) -> Result<Rc<dyn Transport>, ConfigError> {
         Ok(Rc::new(LoopbackTransport {
-            armed: self.armed.clone(),
+            bomb: self.bomb.clone(),
             ctx: RefCell::new(None),
         }))
     }
@@ -52,7 +59,10 @@ impl Transport for LoopbackTransport {
     }
 
     async fn send(&self, message: Message) -> Result<Sent, SendError> {
-        if message.content.as_deref() == Some("panic") && self.armed.swap(false, Ordering::SeqCst) {
+        if message.content.as_deref() == Some("panic")
+            && self.bomb.armed.swap(false, Ordering::SeqCst)
+        {
+            self.bomb.exploded.notify_one();
             panic!("the loopback transport blew up");
         }
         let ctx = self.ctx.borrow().clone().expect("started");
@@ -79,23 +89,17 @@ impl Transport for LoopbackTransport {
     }
 }
 
+both_backends! {
 /// A panicking transport is restarted alone while the other channel keeps working.
-#[actix_rt::test]
-async fn panicking_channel_restarts_alone_while_others_keep_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        interface: "127.0.0.1".into(),
-        port: 0,
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
+async fn panicking_channel_restarts_alone_while_others_keep_working(backend) {
+    let deployment = Deployment::new(backend);
+    let mut config = deployment.config();
     // Long enough that the other channel's whole exchange fits inside the outage.
     config.supervisor.restart_backoff_initial = 2.0;
-    let armed = Arc::new(AtomicBool::new(true));
+    let bomb = Arc::new(Bomb::default());
+    bomb.armed.store(true, Ordering::SeqCst);
     let mut registry = TransportRegistry::builtin();
-    registry.register(Loopback {
-        armed: armed.clone(),
-    });
+    registry.register(Loopback { bomb: bomb.clone() });
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let running = junebug::server::start(&config, registry, logger)
         .await
@@ -137,7 +141,9 @@ async fn panicking_channel_restarts_alone_while_others_keep_working() {
         json!({"to": "x", "content": "panic", "event_url": events}),
     )
     .await;
-    assert!(!armed.load(Ordering::SeqCst), "the transport panicked");
+    tokio::time::timeout(common::WAIT, bomb.exploded.notified())
+        .await
+        .expect("the transport panicked");
 
     // Meanwhile the telnet channel sends and receives.
     send(
@@ -182,4 +188,5 @@ async fn panicking_channel_restarts_alone_while_others_keep_working() {
         "{messages:?}"
     );
     handle.stop(false).await;
+}
 }

@@ -14,6 +14,7 @@ use super::envelope::{created, ok};
 use super::errors::ApiError;
 use super::validation::{validate, CHANNEL_CREATE, CHANNEL_UPDATE};
 use super::{ApiState, State};
+use crate::host::Host;
 use crate::metrics;
 use crate::store::ChannelProperties;
 use crate::wire;
@@ -60,6 +61,28 @@ fn check_type_and_config(state: &ApiState, props: &ChannelProperties) -> Result<
         .build("", &config)
         .map(drop)
         .map_err(|e| ApiError::InvalidChannelConfig(e.to_string()))
+}
+
+/// Refuses `amqp_queue` without a broker (the embedded backend) rather than dropping the
+/// channel's AMQP traffic.
+fn check_amqp_queue(state: &ApiState, props: &ChannelProperties) -> Result<(), ApiError> {
+    let wants_amqp = props.get("amqp_queue").is_some_and(|q| !q.is_null());
+    if wants_amqp && state.host.apps.is_none() {
+        return Err(ApiError::ApiUsage(
+            "amqp_queue needs RabbitMQ: this Junebug runs on the embedded backend \
+             (set redis.url and amqp.url for the production backends)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Points the channel's AMQP application consumer at its current `amqp_queue` (if any).
+pub fn attach_apps(host: &Host, id: &str, props: &ChannelProperties) {
+    if let Some(apps) = &host.apps {
+        let text = |key: &str| props.get(key).and_then(Value::as_str);
+        apps.attach(id, text("amqp_queue"), text("type").unwrap_or_default());
+    }
 }
 
 /// Loads a channel or answers 404.
@@ -121,9 +144,11 @@ pub async fn create(
     validate(&CHANNEL_CREATE, &body)?;
     let props = into_object(body);
     check_type_and_config(&state, &props)?;
+    check_amqp_queue(&state, &props)?;
     let id = uuid::Uuid::new_v4().to_string();
     state.host.store.save_channel(&id, &props).await?;
     start(&state, StartChannel(channel_spec(&id, &props))).await;
+    attach_apps(&state.host, &id, &props);
     Ok(created(
         "channel created",
         channel_object(&state, &id, props).await?,
@@ -157,11 +182,13 @@ pub async fn update(
     let mut props = find_channel(&state, &id).await?;
     props.extend(into_object(body));
     check_type_and_config(&state, &props)?;
+    check_amqp_queue(&state, &props)?;
     state.host.store.save_channel(&id, &props).await?;
     let _ = state
         .supervisor
         .send(UpdateChannel(channel_spec(&id, &props)))
         .await;
+    attach_apps(&state.host, &id, &props);
     Ok(ok(
         "channel updated",
         channel_object(&state, &id, props).await?,
@@ -173,6 +200,9 @@ pub async fn update(
 pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     find_channel(&state, &id).await?;
     let _ = state.supervisor.send(StopChannel(id.as_str().into())).await;
+    if let Some(apps) = &state.host.apps {
+        apps.detach(&id);
+    }
     for message in state.host.queue.purge(&id).await? {
         let cancelled = Event::nack(&message.message_id, "cancelled");
         state.host.record_event(&id, &cancelled).await;

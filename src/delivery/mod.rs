@@ -6,6 +6,8 @@
 //! they happened. Lanes run side by side, so a slow endpoint holds back only its own lane.
 //! Auth follows API.md 10: `user:pass@` in the URL becomes `Authorization: Basic …` (and is
 //! removed from the URL); a token becomes `Authorization: Token <token>` and wins over Basic.
+pub mod amqp;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,1 +1,542 @@
-//! Redis store: being written.
+//! The production Store: Redis, shared by every Junebug process of a deployment.
+//!
+//! Several processes read and write the same keys, so nothing is cached here: every call
+//! is a round trip, and what one process writes the next call of any other process sees.
+//! Expiry is Redis's own (`PX`/`PEXPIRE`, in milliseconds so sub-second TTLs work), not a
+//! sweeper: an expired key is simply gone for everyone.
+//!
+//! # Keys
+//!
+//! Every key starts with the configured prefix (`redis.key_prefix`, e.g. `junebug:`), so
+//! several deployments can share one Redis. With `{id}` a channel id and `{msg}` a message id:
+//!
+//! | key | type | holds | expiry |
+//! |---|---|---|---|
+//! | `channels` | set | the channel ids | none |
+//! | `{id}:properties` | string | the channel's properties (JSON) | none |
+//! | `{id}:status` | hash | component → its latest [`StatusEvent`] (JSON) | none |
+//! | `{id}:inbound_messages:{msg}` | string | an inbound [`Message`] (JSON) | inbound TTL |
+//! | `{id}:outbound_messages:{msg}` | string | an [`OutboundRecord`] (JSON) | outbound TTL |
+//! | `{id}:outbound_messages:{msg}:events` | list | its [`Event`]s (JSON), ordered | TTL, renewed |
+//! | `{id}:{label}:{bucket}` | string | a count, labels of [`RATES`] | TTL, renewed |
+//!
+//! "Renewed": each RPUSH or INCR sets the expiry again, in the same atomic pipeline.
+//!
+//! This follows the original Junebug's layout (API.md §12) where it can; messages are plain
+//! JSON strings rather than hashes with one field per event, so an event list keeps its order
+//! and expires on its own.
+//!
+//! # Redis going away
+//!
+//! One [`ConnectionManager`] (one multiplexed connection) serves every call. Its timeouts and
+//! retries are short and bounded (`manager_config`), so while Redis is down a call fails
+//! within seconds with a [`BackendError`] (the API answers 503) instead of hanging, and the
+//! manager reconnects by itself once Redis is back. A call that times out also replaces the
+//! manager (see `RedisStore::replace_after_timeout`), because a timeout is the one failure
+//! after which the manager would otherwise keep using a connection that may be dead.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use junebug_actors::message::{Event, Message, StatusEvent};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{ChannelProperties, OutboundRecord, Store};
+use crate::backend::BackendError;
+use crate::metrics::RATES;
+
+/// How long one attempt to open a connection may take (TCP connect and handshake).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a command (or pipeline) may wait for its reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connection attempts after the first, before the waiting calls are failed. Kept small so a
+/// call waiting for a reconnection fails in at most about
+/// `(1 + RECONNECT_RETRIES) × CONNECTION_TIMEOUT + delays` (≈ 2.1 s), plus
+/// [`RESPONSE_TIMEOUT`] for the command itself. The next call starts a new attempt, so
+/// giving up early never stops reconnection.
+const RECONNECT_RETRIES: usize = 1;
+/// The first delay between connection attempts (doubling, with jitter).
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+/// The longest delay between connection attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+/// The longest expiry we ask for, in milliseconds: Redis refuses an expiry whose deadline
+/// overflows a 64-bit millisecond clock, and anything this long means "keep".
+const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
+
+/// How the connection manager times out and retries; see the module doc.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_min_delay(RECONNECT_MIN_DELAY)
+        .set_max_delay(RECONNECT_MAX_DELAY)
+}
+
+/// The Redis Store. Cheap to share behind an `Arc`; every call may run concurrently (the
+/// connection is multiplexed).
+pub struct RedisStore {
+    /// Names every key under the prefix.
+    keys: Keys,
+    /// Kept to build a fresh manager after a timeout.
+    client: redis::Client,
+    /// The manager calls go through, and which one it is. A std mutex: it is held only to
+    /// clone or swap an `Arc`, never across an `.await`.
+    current: Mutex<Current>,
+}
+
+/// The connection manager in use.
+struct Current {
+    /// Cloned for each call (an `Arc` inside).
+    manager: ConnectionManager,
+    /// Counts replacements, so that many calls timing out together replace it only once.
+    generation: u64,
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[:password@]host:port/db`); every key will
+    /// start with `key_prefix`.
+    ///
+    /// Fails if Redis cannot be reached now, so a daemon configured for Redis refuses to
+    /// start rather than answering 503 to everything; once started, outages are survived.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisStore, BackendError> {
+        let shown = redact(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| BackendError::new("redis", format!("invalid URL {shown}: {e}")))?;
+        let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
+            .await
+            .map_err(|e| BackendError::new("redis", format!("cannot connect to {shown}: {e}")))?;
+        Ok(RedisStore {
+            keys: Keys {
+                prefix: key_prefix.to_owned(),
+            },
+            client,
+            current: Mutex::new(Current {
+                manager,
+                generation: 0,
+            }),
+        })
+    }
+
+    /// The manager to use for one call, and its generation.
+    fn manager(&self) -> (ConnectionManager, u64) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        (current.manager.clone(), current.generation)
+    }
+
+    /// After a call through manager `generation` failed with `error`: if it timed out,
+    /// replaces that manager by a new one that will connect on its next use.
+    ///
+    /// The manager reconnects by itself after I/O errors, but a timeout leaves it on the same
+    /// connection: if Redis's host vanished without closing it (a network partition, a
+    /// frozen VM), every later call would time out until the kernel gives up on the socket,
+    /// minutes later. A fresh connection costs little and fails fast (connection timeout)
+    /// until Redis answers again. Calls still running on the old manager finish on it.
+    fn replace_after_timeout(&self, generation: u64, error: &RedisError) {
+        if !error.is_timeout() {
+            return;
+        }
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.generation != generation {
+            return; // Another call already replaced it.
+        }
+        // Only fails for configurations `connect` already accepted (RESP3 push settings).
+        if let Ok(manager) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config())
+        {
+            current.manager = manager;
+            current.generation += 1;
+        }
+    }
+
+    /// Runs one command; `what` describes it for the error.
+    async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, BackendError> {
+        let (mut manager, generation) = self.manager();
+        cmd.query_async(&mut manager).await.map_err(|e| {
+            self.replace_after_timeout(generation, &e);
+            failure(what(), &e)
+        })
+    }
+
+    /// Runs a pipeline (one round trip); `what` describes it for the error.
+    async fn query_pipe<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, BackendError> {
+        let (mut manager, generation) = self.manager();
+        pipe.query_async(&mut manager).await.map_err(|e| {
+            self.replace_after_timeout(generation, &e);
+            failure(what(), &e)
+        })
+    }
+
+    /// Reads the JSON string at `key`, if the key exists.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        key: String,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<T>, BackendError> {
+        let text: Option<String> = self.query(redis::cmd("GET").arg(&key), what).await?;
+        text.map(|text| from_json(&key, &text)).transpose()
+    }
+
+    /// Stores `value` as JSON at `key` for `ttl`.
+    async fn set_json_px<T: Serialize>(
+        &self,
+        key: String,
+        value: &T,
+        ttl: Duration,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), BackendError> {
+        let cmd = redis::cmd("SET")
+            .arg(&key)
+            .arg(to_json(value)?)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .to_owned();
+        self.query(&cmd, what).await
+    }
+}
+
+/// The names of our keys; see the module doc for the layout.
+struct Keys {
+    /// Starts every key.
+    prefix: String,
+}
+
+impl Keys {
+    fn channels(&self) -> String {
+        format!("{}channels", self.prefix)
+    }
+
+    fn properties(&self, id: &str) -> String {
+        format!("{}{id}:properties", self.prefix)
+    }
+
+    fn status(&self, id: &str) -> String {
+        format!("{}{id}:status", self.prefix)
+    }
+
+    fn inbound(&self, id: &str, message_id: &str) -> String {
+        format!("{}{id}:inbound_messages:{message_id}", self.prefix)
+    }
+
+    fn outbound(&self, id: &str, message_id: &str) -> String {
+        format!("{}{id}:outbound_messages:{message_id}", self.prefix)
+    }
+
+    fn events(&self, id: &str, message_id: &str) -> String {
+        format!("{}{id}:outbound_messages:{message_id}:events", self.prefix)
+    }
+
+    fn rate(&self, id: &str, label: &str, bucket: i64) -> String {
+        format!("{}{id}:{label}:{bucket}", self.prefix)
+    }
+}
+
+/// A Redis failure while doing `what`.
+fn failure(what: String, error: &RedisError) -> BackendError {
+    BackendError::new("redis", format!("{what}: {error}"))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, BackendError> {
+    serde_json::to_string(value).map_err(|e| BackendError::new("redis", e.to_string()))
+}
+
+/// Parses the JSON stored at `key`; a value we cannot read is reported, not skipped silently.
+fn from_json<T: DeserializeOwned>(key: &str, text: &str) -> Result<T, BackendError> {
+    serde_json::from_str(text)
+        .map_err(|e| BackendError::new("redis", format!("unreadable JSON at key {key}: {e}")))
+}
+
+/// `ttl` as a Redis expiry: whole milliseconds, at least 1 (Redis refuses 0; a zero TTL
+/// means "expired at once" and 1 ms is as good) and at most [`MAX_TTL_MS`].
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(MAX_TTL_MS)
+        .clamp(1, MAX_TTL_MS)
+}
+
+/// `url` without its password, for error messages and logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, and this one has one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    /// One atomic pipeline, so no process ever sees the id without its properties.
+    async fn save_channel(&self, id: &str, props: &ChannelProperties) -> Result<(), BackendError> {
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("SADD")
+            .arg(self.keys.channels())
+            .arg(id)
+            .ignore()
+            .cmd("SET")
+            .arg(self.keys.properties(id))
+            .arg(to_json(props)?)
+            .ignore()
+            .to_owned();
+        self.query_pipe(&pipe, || format!("cannot save channel {id}"))
+            .await
+    }
+
+    async fn load_channel(&self, id: &str) -> Result<Option<ChannelProperties>, BackendError> {
+        self.get_json(self.keys.properties(id), || {
+            format!("cannot load channel {id}")
+        })
+        .await
+    }
+
+    /// Two round trips (SMEMBERS, then one MGET of every properties key). An id whose
+    /// properties are gone by the MGET was deleted in between, and is left out.
+    async fn load_channels(&self) -> Result<Vec<(String, ChannelProperties)>, BackendError> {
+        let what = || "cannot list channels".to_owned();
+        let mut ids: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.keys.channels()), what)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ids.sort();
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.properties(id)).collect();
+        let values: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys), what).await?;
+        ids.into_iter()
+            .zip(keys.iter().zip(values))
+            .filter_map(|(id, (key, text))| text.map(|text| (id, key, text)))
+            .map(|(id, key, text)| Ok((id, from_json(key, &text)?)))
+            .collect()
+    }
+
+    /// One atomic pipeline: SREM, and DEL of the properties and statuses.
+    async fn delete_channel(&self, id: &str) -> Result<bool, BackendError> {
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("SREM")
+            .arg(self.keys.channels())
+            .arg(id)
+            .cmd("DEL")
+            .arg(self.keys.properties(id))
+            .cmd("DEL")
+            .arg(self.keys.status(id))
+            .ignore()
+            .to_owned();
+        let (removed, deleted): (u64, u64) = self
+            .query_pipe(&pipe, || format!("cannot delete channel {id}"))
+            .await?;
+        Ok(removed > 0 || deleted > 0)
+    }
+
+    async fn save_inbound(
+        &self,
+        channel_id: &str,
+        message: &Message,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let message_id = &message.message_id;
+        self.set_json_px(
+            self.keys.inbound(channel_id, message_id),
+            message,
+            ttl,
+            || format!("cannot save inbound message {message_id} of channel {channel_id}"),
+        )
+        .await
+    }
+
+    async fn load_inbound(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>, BackendError> {
+        self.get_json(self.keys.inbound(channel_id, message_id), || {
+            format!("cannot load inbound message {message_id} of channel {channel_id}")
+        })
+        .await
+    }
+
+    async fn save_outbound(
+        &self,
+        channel_id: &str,
+        record: &OutboundRecord,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let message_id = &record.message.message_id;
+        self.set_json_px(
+            self.keys.outbound(channel_id, message_id),
+            record,
+            ttl,
+            || format!("cannot save outbound message {message_id} of channel {channel_id}"),
+        )
+        .await
+    }
+
+    async fn load_outbound(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<Option<OutboundRecord>, BackendError> {
+        self.get_json(self.keys.outbound(channel_id, message_id), || {
+            format!("cannot load outbound message {message_id} of channel {channel_id}")
+        })
+        .await
+    }
+
+    /// RPUSH and PEXPIRE in one atomic pipeline: the list never exists without an expiry.
+    async fn add_event(
+        &self,
+        channel_id: &str,
+        event: &Event,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let key = self.keys.events(channel_id, &event.user_message_id);
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("RPUSH")
+            .arg(&key)
+            .arg(to_json(event)?)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .to_owned();
+        self.query_pipe(&pipe, || {
+            format!(
+                "cannot save event {} of message {} of channel {channel_id}",
+                event.event_id, event.user_message_id
+            )
+        })
+        .await
+    }
+
+    async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError> {
+        let key = self.keys.events(channel_id, message_id);
+        let texts: Vec<String> = self
+            .query(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1), || {
+                format!("cannot load events of message {message_id} of channel {channel_id}")
+            })
+            .await?;
+        texts.iter().map(|text| from_json(&key, text)).collect()
+    }
+
+    async fn save_status(
+        &self,
+        channel_id: &str,
+        status: &StatusEvent,
+    ) -> Result<(), BackendError> {
+        let cmd = redis::cmd("HSET")
+            .arg(self.keys.status(channel_id))
+            .arg(&status.component)
+            .arg(to_json(status)?)
+            .to_owned();
+        self.query(&cmd, || {
+            format!(
+                "cannot save status of {} of channel {channel_id}",
+                status.component
+            )
+        })
+        .await
+    }
+
+    /// Sorted by component, like the embedded store.
+    async fn statuses(&self, channel_id: &str) -> Result<Vec<StatusEvent>, BackendError> {
+        let key = self.keys.status(channel_id);
+        let fields: BTreeMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(&key), || {
+                format!("cannot load statuses of channel {channel_id}")
+            })
+            .await?;
+        fields.values().map(|text| from_json(&key, text)).collect()
+    }
+
+    /// INCR and PEXPIRE in one atomic pipeline: a counter never exists without an expiry.
+    async fn count(
+        &self,
+        channel_id: &str,
+        label: &str,
+        bucket: i64,
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let key = self.keys.rate(channel_id, label, bucket);
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&key)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .to_owned();
+        self.query_pipe(&pipe, || {
+            format!("cannot count {label} in bucket {bucket} of channel {channel_id}")
+        })
+        .await
+    }
+
+    /// One MGET of the counters of every label of [`RATES`]; labels never counted (or whose
+    /// counter expired) are left out.
+    async fn counts(
+        &self,
+        channel_id: &str,
+        bucket: i64,
+    ) -> Result<HashMap<String, u64>, BackendError> {
+        let keys: Vec<String> = RATES
+            .iter()
+            .map(|(label, _)| self.keys.rate(channel_id, label, bucket))
+            .collect();
+        let values: Vec<Option<u64>> = self
+            .query(redis::cmd("MGET").arg(&keys), || {
+                format!("cannot load rate counts of bucket {bucket} of channel {channel_id}")
+            })
+            .await?;
+        Ok(RATES
+            .iter()
+            .zip(values)
+            .filter_map(|((label, _), count)| match count {
+                Some(n) if n > 0 => Some(((*label).to_owned(), n)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zero TTL still makes a valid expiry, and an absurd one does not overflow Redis's clock.
+    #[test]
+    fn ttls_become_valid_redis_expiries() {
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        assert_eq!(ttl_ms(Duration::from_millis(200)), 200);
+        assert_eq!(ttl_ms(Duration::MAX), MAX_TTL_MS);
+    }
+
+    /// Error messages never show the Redis password.
+    #[test]
+    fn urls_are_shown_without_password() {
+        assert_eq!(
+            redact("redis://:secret@example.com:6380/2"),
+            "redis://:***@example.com:6380/2"
+        );
+        assert_eq!(redact("redis://127.0.0.1/"), "redis://127.0.0.1/");
+    }
+}

@@ -18,6 +18,164 @@ use tokio::sync::mpsc;
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Which backends a daemon under test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite under the test's temp dir.
+    Embedded,
+    /// The machine's Redis and RabbitMQ, under a key and queue prefix of the test's own.
+    Production,
+}
+
+/// The Redis the production tests use (`TEST_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// The RabbitMQ the production tests use (`TEST_AMQP_URL`).
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Runs each test body once per backend: `name::embedded` and `name::production`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            use super::*;
+            #[actix_rt::test]
+            async fn embedded() {
+                let $backend = common::Backend::Embedded;
+                $body
+            }
+            #[actix_rt::test]
+            async fn production() {
+                let $backend = common::Backend::Production;
+                $body
+            }
+        }
+    )*};
+}
+
+/// Where a test's daemons keep their data: a temp dir, and in production a Redis key prefix
+/// and RabbitMQ queue prefix of its own, removed when the deployment is dropped (so tests
+/// run side by side on one Redis and one RabbitMQ, and leave nothing behind).
+pub struct Deployment {
+    pub backend: Backend,
+    pub dir: tempfile::TempDir,
+    prefix: String,
+}
+
+impl Deployment {
+    pub fn new(backend: Backend) -> Deployment {
+        Deployment {
+            backend,
+            dir: tempfile::tempdir().unwrap(),
+            prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// The environment that points a daemon at this deployment.
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self.backend {
+            Backend::Embedded => vec![],
+            Backend::Production => vec![
+                ("JUNEBUG_REDIS__URL".into(), redis_url()),
+                (
+                    "JUNEBUG_REDIS__KEY_PREFIX".into(),
+                    format!("{}:", self.prefix),
+                ),
+                ("JUNEBUG_AMQP__URL".into(), amqp_url()),
+                (
+                    "JUNEBUG_AMQP__QUEUE_PREFIX".into(),
+                    format!("{}.", self.prefix),
+                ),
+            ],
+        }
+    }
+
+    /// A configuration for an in-process daemon on this deployment.
+    pub fn config(&self) -> junebug::config::Config {
+        let mut config = junebug::config::Config {
+            interface: "127.0.0.1".into(),
+            port: 0,
+            data_dir: self.dir.path().join("data"),
+            ..Default::default()
+        };
+        if self.backend == Backend::Production {
+            config.redis.url = Some(redis_url());
+            config.redis.key_prefix = format!("{}:", self.prefix);
+            config.amqp.url = Some(amqp_url());
+            config.amqp.queue_prefix = format!("{}.", self.prefix);
+        }
+        config
+    }
+
+    /// Starts a daemon on this deployment.
+    pub fn start(&self) -> Daemon {
+        self.start_with(&[])
+    }
+
+    /// Starts a daemon on this deployment with extra environment.
+    pub fn start_with(&self, extra: &[(&str, &str)]) -> Daemon {
+        let mut env: Vec<(String, String)> = self.env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Daemon::start_with(self.dir.path(), &[], &env)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if self.backend == Backend::Production {
+            let prefix = self.prefix.clone();
+            // Drop runs inside the test's runtime: clean up from a thread of its own.
+            let _ = std::thread::spawn(move || clean_production(&prefix)).join();
+        }
+    }
+}
+
+/// Deletes the queues of the channels a production test left, then its Redis keys.
+fn clean_production(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut redis) = client.get_connection() else {
+        return;
+    };
+    let channels: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}:channels"))
+        .query(&mut redis)
+        .unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        if let Ok(link) = junebug::amqp::AmqpLink::connect(&amqp_url()).await {
+            if let Ok(channel) = link.channel().await {
+                for id in channels {
+                    let _ = channel
+                        .queue_delete(
+                            format!("{prefix}.{id}.outbound").into(),
+                            lapin::options::QueueDeleteOptions::default(),
+                        )
+                        .await;
+                }
+            }
+        }
+    });
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut redis)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut redis);
+    }
+}
+
 /// A running `junebug` process with its own data directory.
 pub struct Daemon {
     child: Child,
@@ -317,8 +475,13 @@ impl TelnetClient {
 
     /// The next line, without its line ending.
     pub async fn read_line(&mut self) -> String {
+        self.read_line_within(WAIT).await
+    }
+
+    /// The next line, waiting at most `wait`.
+    pub async fn read_line_within(&mut self, wait: Duration) -> String {
         let mut line = String::new();
-        tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+        tokio::time::timeout(wait, self.reader.read_line(&mut line))
             .await
             .expect("no line in time")
             .unwrap();

@@ -1,0 +1,536 @@
+//! The Store contract, checked on both backends with the same test bodies (DESIGN §3), then
+//! what only Redis has: a server that goes away and comes back.
+//!
+//! The Redis variants need a Redis at `TEST_REDIS_URL` (default `redis://127.0.0.1:6379/`);
+//! each test writes under its own key prefix and deletes its keys when it ends. The outage
+//! tests start private `redis-server` processes on free ports.
+//!
+//! TTL tests sleep for real: Redis expires keys on its own wall clock, which paused tokio
+//! time cannot move.
+use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use junebug::metrics::RATES;
+use junebug::sqlite::Database;
+use junebug::store::embedded::{EmbeddedStore, SCHEMA};
+use junebug::store::redis::RedisStore;
+use junebug::store::{ChannelProperties, OutboundRecord, Store};
+use junebug_actors::message::{
+    new_message_id, timestamp_now, DeliveryStatus, Event, EventKind, Message, StatusEvent,
+    StatusLevel,
+};
+use serde_json::json;
+
+/// A TTL short enough to wait out in a test.
+const SHORT_TTL: Duration = Duration::from_millis(200);
+/// Comfortably past [`SHORT_TTL`].
+const PAST_SHORT_TTL: Duration = Duration::from_millis(300);
+/// A TTL no test outlives.
+const LONG_TTL: Duration = Duration::from_secs(600);
+/// How long a store call may take while Redis is gone before we call it a hang.
+const FAIL_FAST: Duration = Duration::from_secs(5);
+/// How long the store gets to reconnect once Redis is back.
+const RECOVERY: Duration = Duration::from_secs(10);
+
+/// Expands each body into a module with an `embedded` and a `redis` test, `store` being an
+/// `Arc<dyn Store>` of that backend.
+macro_rules! store_tests {
+    ($($(#[$meta:meta])* fn $name:ident($store:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            use super::*;
+
+            #[actix_rt::test]
+            async fn embedded() {
+                let (_dir, $store) = embedded_store();
+                $body
+            }
+
+            #[actix_rt::test]
+            async fn redis() {
+                let (_keys, $store) = redis_store().await;
+                $body
+            }
+        }
+    )*};
+}
+
+/// A fresh embedded store, and the temp dir its file lives in.
+fn embedded_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Database::open(dir.path(), SCHEMA).expect("open the database");
+    (dir, Arc::new(EmbeddedStore::new(Arc::new(db))))
+}
+
+fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+}
+
+/// A Redis store under a prefix of its own, and the guard that deletes its keys.
+async fn redis_store() -> (KeyCleanup, Arc<dyn Store>) {
+    let url = test_redis_url();
+    let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+    let store = RedisStore::connect(&url, &prefix)
+        .await
+        .unwrap_or_else(|e| panic!("{e} (start redis-server, or point TEST_REDIS_URL at a Redis)"));
+    (KeyCleanup { url, prefix }, Arc::new(store))
+}
+
+/// Deletes every key under `prefix` when dropped, so a failing test leaves nothing behind.
+/// It uses the crate's blocking API: `Drop` cannot await, and runs inside the test's runtime.
+struct KeyCleanup {
+    url: String,
+    prefix: String,
+}
+
+impl KeyCleanup {
+    fn delete_keys(&self) -> redis::RedisResult<()> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(&keys).exec(&mut conn)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for KeyCleanup {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete_keys() {
+            eprintln!("Could not delete the test keys {}*: {e}", self.prefix);
+        }
+    }
+}
+
+fn channel_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn props(value: serde_json::Value) -> ChannelProperties {
+    value.as_object().expect("a JSON object").clone()
+}
+
+fn message(channel_id: &str, content: &str) -> Message {
+    Message {
+        message_id: new_message_id(),
+        timestamp: timestamp_now(),
+        to_addr: Some("+27820000001".to_owned()),
+        from_addr: Some("+27820000002".to_owned()),
+        group: None,
+        in_reply_to: None,
+        session_event: None,
+        content: Some(content.to_owned()),
+        transport_name: channel_id.to_owned(),
+        transport_type: "telnet".to_owned(),
+        transport_metadata: Default::default(),
+        helper_metadata: props(json!({"voice": {"speech_url": "http://example.com"}})),
+    }
+}
+
+fn outbound(channel_id: &str) -> OutboundRecord {
+    OutboundRecord {
+        message: message(channel_id, "hello"),
+        event_url: Some("http://127.0.0.1:9/events".to_owned()),
+        event_auth_token: Some("token".to_owned()),
+    }
+}
+
+fn status(component: &str, level: StatusLevel, kind: &str) -> StatusEvent {
+    StatusEvent {
+        component: component.to_owned(),
+        status: level,
+        kind: kind.to_owned(),
+        message: format!("{component} is {kind}"),
+        details: props(json!({"attempt": 1})),
+    }
+}
+
+fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
+    pairs
+        .iter()
+        .map(|(label, n)| ((*label).to_owned(), *n))
+        .collect()
+}
+
+fn sorted_by_component(mut statuses: Vec<StatusEvent>) -> Vec<StatusEvent> {
+    statuses.sort_by(|a, b| a.component.cmp(&b.component));
+    statuses
+}
+
+store_tests! {
+    /// A saved channel loads back as saved; saving it again replaces it.
+    fn channel_is_saved_loaded_and_replaced(store) {
+        let id = channel_id();
+        assert_eq!(store.load_channel(&id).await.unwrap(), None);
+        let first = props(json!({"type": "telnet", "config": {"port": 0}, "amqp_queue": "q"}));
+        store.save_channel(&id, &first).await.unwrap();
+        assert_eq!(store.load_channel(&id).await.unwrap(), Some(first));
+        let second = props(json!({"type": "telnet", "config": {"port": 1}, "mo_url": "http://x"}));
+        store.save_channel(&id, &second).await.unwrap();
+        assert_eq!(store.load_channel(&id).await.unwrap(), Some(second.clone()));
+        assert_eq!(store.load_channels().await.unwrap(), vec![(id, second)]);
+    }
+
+    /// Every channel is listed, sorted by id.
+    fn channels_are_listed_sorted_by_id(store) {
+        assert_eq!(store.load_channels().await.unwrap(), vec![]);
+        let mut ids: Vec<String> = (0..5).map(|_| channel_id()).collect();
+        for (n, id) in ids.iter().enumerate() {
+            store.save_channel(id, &props(json!({"n": n}))).await.unwrap();
+        }
+        let listed = store.load_channels().await.unwrap();
+        ids.sort();
+        assert_eq!(listed.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), ids);
+        for (id, properties) in listed {
+            assert_eq!(store.load_channel(&id).await.unwrap(), Some(properties));
+        }
+    }
+
+    /// Deleting a channel removes it and its statuses; a second delete finds nothing.
+    fn deleting_a_channel_removes_it_and_its_statuses(store) {
+        let (id, other) = (channel_id(), channel_id());
+        store.save_channel(&id, &props(json!({"n": 1}))).await.unwrap();
+        store.save_channel(&other, &props(json!({"n": 2}))).await.unwrap();
+        store.save_status(&id, &status("smpp", StatusLevel::Ok, "bound")).await.unwrap();
+        store.save_status(&other, &status("smpp", StatusLevel::Ok, "bound")).await.unwrap();
+
+        assert!(store.delete_channel(&id).await.unwrap());
+        assert_eq!(store.load_channel(&id).await.unwrap(), None);
+        assert_eq!(store.statuses(&id).await.unwrap(), vec![]);
+        assert_eq!(store.load_channels().await.unwrap().len(), 1);
+        assert_eq!(store.statuses(&other).await.unwrap().len(), 1);
+        assert!(!store.delete_channel(&id).await.unwrap());
+    }
+
+    /// An inbound message is found through its own channel only.
+    fn inbound_message_is_kept_for_its_channel(store) {
+        let (id, other) = (channel_id(), channel_id());
+        let msg = message(&id, "hi");
+        store.save_inbound(&id, &msg, LONG_TTL).await.unwrap();
+        assert_eq!(store.load_inbound(&id, &msg.message_id).await.unwrap(), Some(msg.clone()));
+        assert_eq!(store.load_inbound(&other, &msg.message_id).await.unwrap(), None);
+        assert_eq!(store.load_inbound(&id, &new_message_id()).await.unwrap(), None);
+    }
+
+    /// An inbound message is gone once its TTL has passed.
+    fn inbound_message_is_gone_after_its_ttl(store) {
+        let id = channel_id();
+        let msg = message(&id, "hi");
+        store.save_inbound(&id, &msg, SHORT_TTL).await.unwrap();
+        assert!(store.load_inbound(&id, &msg.message_id).await.unwrap().is_some());
+        actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
+        assert_eq!(store.load_inbound(&id, &msg.message_id).await.unwrap(), None);
+    }
+
+    /// An outbound record is found through its own channel only.
+    fn outbound_record_is_kept_for_its_channel(store) {
+        let (id, other) = (channel_id(), channel_id());
+        let record = outbound(&id);
+        let message_id = record.message.message_id.clone();
+        store.save_outbound(&id, &record, LONG_TTL).await.unwrap();
+        assert_eq!(store.load_outbound(&id, &message_id).await.unwrap(), Some(record));
+        assert_eq!(store.load_outbound(&other, &message_id).await.unwrap(), None);
+        assert_eq!(store.load_outbound(&id, &new_message_id()).await.unwrap(), None);
+    }
+
+    /// An outbound record is gone once its TTL has passed.
+    fn outbound_record_is_gone_after_its_ttl(store) {
+        let id = channel_id();
+        let record = outbound(&id);
+        let message_id = record.message.message_id.clone();
+        store.save_outbound(&id, &record, SHORT_TTL).await.unwrap();
+        assert!(store.load_outbound(&id, &message_id).await.unwrap().is_some());
+        actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
+        assert_eq!(store.load_outbound(&id, &message_id).await.unwrap(), None);
+    }
+
+    /// A message's events come back in the order they were added, and only for that message.
+    fn events_come_back_in_order_for_their_message(store) {
+        let (id, other) = (channel_id(), channel_id());
+        let (msg, other_msg) = (new_message_id(), new_message_id());
+        let events = vec![
+            Event::ack(&msg, Some("provider-1".to_owned())),
+            Event::new(
+                &msg,
+                EventKind::DeliveryReport { delivery_status: DeliveryStatus::Pending },
+            ),
+            Event::new(
+                &msg,
+                EventKind::DeliveryReport { delivery_status: DeliveryStatus::Delivered },
+            ),
+        ];
+        for event in &events {
+            store.add_event(&id, event, LONG_TTL).await.unwrap();
+            store.add_event(&id, &Event::nack(&other_msg, "no"), LONG_TTL).await.unwrap();
+        }
+        assert_eq!(store.events(&id, &msg).await.unwrap(), events);
+        assert_eq!(store.events(&id, &other_msg).await.unwrap().len(), 3);
+        assert_eq!(store.events(&other, &msg).await.unwrap(), vec![]);
+        assert_eq!(store.events(&id, &new_message_id()).await.unwrap(), vec![]);
+    }
+
+    /// A message's events are gone once their TTL has passed.
+    fn events_are_gone_after_their_ttl(store) {
+        let (id, msg) = (channel_id(), new_message_id());
+        store.add_event(&id, &Event::ack(&msg, None), SHORT_TTL).await.unwrap();
+        assert_eq!(store.events(&id, &msg).await.unwrap().len(), 1);
+        actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
+        assert_eq!(store.events(&id, &msg).await.unwrap(), vec![]);
+    }
+
+    /// Only the latest status of each component is kept, per channel.
+    fn latest_status_per_component_wins(store) {
+        let (id, other) = (channel_id(), channel_id());
+        assert_eq!(store.statuses(&id).await.unwrap(), vec![]);
+        store.save_status(&id, &status("smpp", StatusLevel::Down, "connecting")).await.unwrap();
+        store.save_status(&id, &status("http", StatusLevel::Ok, "listening")).await.unwrap();
+        let bound = status("smpp", StatusLevel::Ok, "bound");
+        store.save_status(&id, &bound).await.unwrap();
+        store.save_status(&other, &status("smpp", StatusLevel::Degraded, "slow")).await.unwrap();
+        assert_eq!(
+            sorted_by_component(store.statuses(&id).await.unwrap()),
+            vec![status("http", StatusLevel::Ok, "listening"), bound],
+        );
+        assert_eq!(store.statuses(&other).await.unwrap().len(), 1);
+    }
+
+    /// Counts are kept per bucket and label, apart for each channel.
+    fn counts_are_kept_per_bucket_label_and_channel(store) {
+        let (id, other) = (channel_id(), channel_id());
+        assert_eq!(store.counts(&id, 7).await.unwrap(), HashMap::new());
+        for _ in 0..3 {
+            store.count(&id, "inbound", 7, LONG_TTL).await.unwrap();
+        }
+        store.count(&id, "delivery_failed", 7, LONG_TTL).await.unwrap();
+        store.count(&id, "inbound", 8, LONG_TTL).await.unwrap();
+        store.count(&other, "outbound", 7, LONG_TTL).await.unwrap();
+        let expected = counts(&[("inbound", 3), ("delivery_failed", 1)]);
+        assert_eq!(store.counts(&id, 7).await.unwrap(), expected);
+        assert_eq!(store.counts(&id, 8).await.unwrap(), counts(&[("inbound", 1)]));
+        assert_eq!(store.counts(&other, 7).await.unwrap(), counts(&[("outbound", 1)]));
+        assert_eq!(store.counts(&id, 6).await.unwrap(), HashMap::new());
+    }
+
+    /// Every label of the metrics is counted and read back.
+    fn every_rate_label_is_counted(store) {
+        let id = channel_id();
+        for (n, (label, _)) in RATES.iter().enumerate() {
+            for _ in 0..=n {
+                store.count(&id, label, 1, LONG_TTL).await.unwrap();
+            }
+        }
+        let expected: HashMap<String, u64> = RATES
+            .iter()
+            .enumerate()
+            .map(|(n, (label, _))| ((*label).to_owned(), n as u64 + 1))
+            .collect();
+        assert_eq!(store.counts(&id, 1).await.unwrap(), expected);
+    }
+}
+
+/// A stored value that is not our JSON is reported as a backend error, not skipped or panicked on.
+#[actix_rt::test]
+async fn unreadable_json_in_redis_is_a_backend_error() {
+    let (keys, store) = redis_store().await;
+    let id = channel_id();
+    let client = redis::Client::open(keys.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET")
+        .arg(format!("{}{id}:properties", keys.prefix))
+        .arg("{not json")
+        .exec_async(&mut conn)
+        .await
+        .unwrap();
+    let error = store.load_channel(&id).await.unwrap_err();
+    assert_eq!(error.backend, "redis");
+    assert!(error.detail.contains("JSON"), "{error}");
+}
+
+/// Connecting to a Redis that is not there fails at once with a message naming it.
+#[actix_rt::test]
+async fn connecting_to_an_absent_redis_fails_clearly() {
+    let url = format!("redis://:hunter2@127.0.0.1:{}/", free_port());
+    let started = Instant::now();
+    let error = match RedisStore::connect(&url, "test:").await {
+        Ok(_) => panic!("connected to nothing"),
+        Err(e) => e,
+    };
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(error.backend, "redis");
+    assert!(error.detail.contains("cannot connect"), "{error}");
+    assert!(!error.detail.contains("hunter2"), "password shown: {error}");
+}
+
+/// Redis killed: calls fail fast instead of hanging; Redis back on the same port: the same
+/// store works again by itself.
+#[actix_rt::test]
+async fn store_survives_redis_going_away_and_coming_back() {
+    let port = free_port();
+    let mut server = RedisServer::start(port);
+    let store = RedisStore::connect(&server.url(), "outage:").await.unwrap();
+    let id = channel_id();
+    store
+        .save_channel(&id, &props(json!({"n": 1})))
+        .await
+        .unwrap();
+
+    server.kill();
+    let started = Instant::now();
+    let outcome = actix_rt::time::timeout(FAIL_FAST, store.load_channels()).await;
+    let error = outcome.expect("a store call hung while Redis was down");
+    let error = error.expect_err("a store call succeeded with Redis down");
+    assert_eq!(error.backend, "redis");
+    eprintln!("Redis down: failed in {:?}: {error}", started.elapsed());
+    // Later calls, which wait for the manager's reconnection attempts, fail fast too.
+    let started = Instant::now();
+    let outcome = actix_rt::time::timeout(FAIL_FAST, store.load_channel(&id)).await;
+    assert!(outcome
+        .expect("a store call hung while Redis was down")
+        .is_err());
+    eprintln!("Redis down: failed again in {:?}", started.elapsed());
+
+    // The new server starts empty (no persistence): what matters is that calls work again.
+    let _server = RedisServer::start(port);
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        match store.save_channel(&id, &props(json!({"n": 2}))).await {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("Not reconnected yet: {e}");
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the store did not recover within {RECOVERY:?}: {e}"),
+        }
+    }
+    assert_eq!(
+        store.load_channels().await.unwrap(),
+        vec![(id, props(json!({"n": 2})))]
+    );
+}
+
+/// Redis frozen (SIGSTOP, like a partitioned host): calls time out instead of hanging, and
+/// work again, with the data intact, once it answers.
+#[actix_rt::test]
+async fn store_survives_redis_not_answering() {
+    let server = RedisServer::start(free_port());
+    let store = RedisStore::connect(&server.url(), "frozen:").await.unwrap();
+    let id = channel_id();
+    store
+        .save_channel(&id, &props(json!({"n": 1})))
+        .await
+        .unwrap();
+
+    server.signal("STOP");
+    for _ in 0..2 {
+        let started = Instant::now();
+        let outcome = actix_rt::time::timeout(FAIL_FAST, store.load_channel(&id)).await;
+        let error = outcome.expect("a store call hung while Redis was frozen");
+        assert!(error.is_err(), "a store call succeeded with Redis frozen");
+        eprintln!("Redis frozen: failed in {:?}", started.elapsed());
+    }
+
+    server.signal("CONT");
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        match store.load_channel(&id).await {
+            Ok(found) => {
+                assert_eq!(found, Some(props(json!({"n": 1}))));
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("Not answering yet: {e}");
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the store did not recover within {RECOVERY:?}: {e}"),
+        }
+    }
+}
+
+/// A port nothing listens on (just freed by the OS).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A private `redis-server` child without persistence, killed when dropped so a failing
+/// test never leaves it running.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts it on `port` and waits until it accepts connections.
+    fn start(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed?)");
+        let server = RedisServer {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the process.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a running server");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Kills the process (SIGKILL, by its PID) and waits for it to be gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -328,6 +328,15 @@ store_tests! {
         assert_eq!(store.counts(&id, 6).await.unwrap(), HashMap::new());
     }
 
+    /// Counts are gone once their TTL has passed.
+    fn counts_are_gone_after_their_ttl(store) {
+        let id = channel_id();
+        store.count(&id, "inbound", 3, SHORT_TTL).await.unwrap();
+        assert_eq!(store.counts(&id, 3).await.unwrap(), counts(&[("inbound", 1)]));
+        actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
+        assert_eq!(store.counts(&id, 3).await.unwrap(), HashMap::new());
+    }
+
     /// Every label of the metrics is counted and read back.
     fn every_rate_label_is_counted(store) {
         let id = channel_id();

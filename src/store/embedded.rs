@@ -316,9 +316,10 @@ impl Store for EmbeddedStore {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT label, count FROM rates WHERE channel_id = ?1 AND bucket = ?2",
+                    "SELECT label, count FROM rates
+                     WHERE channel_id = ?1 AND bucket = ?2 AND expires_at > ?3",
                 )?;
-                let rows = stmt.query_map(params![id, bucket], |row| {
+                let rows = stmt.query_map(params![id, bucket, now()], |row| {
                     Ok((row.get(0)?, row.get::<_, i64>(1)?.unsigned_abs()))
                 })?;
                 rows.collect()

@@ -135,10 +135,11 @@ impl Drop for Backend {
                 .expect("a runtime");
             runtime.block_on(async move {
                 let link = AmqpLink::connect_named(&url, &format!("{prefix}cleanup")).await?;
-                let queue = AmqpQueue::new(link, &prefix);
+                let queue = AmqpQueue::new(link.clone(), &prefix);
                 for channel_id in used {
                     queue.remove(&channel_id).await?;
                 }
+                link.close().await;
                 Ok::<_, junebug::backend::BackendError>(())
             })
         })
@@ -513,6 +514,29 @@ async fn removing_the_queue_ends_its_consumer() {
         .await
         .expect("the consumer ends in time");
     assert!(ended.is_none(), "no delivery from a deleted queue");
+}
+
+/// When another process deleted the queue, an enqueue fails instead of losing the message,
+/// and the next one declares the queue again.
+#[actix_rt::test]
+async fn enqueue_to_a_queue_deleted_elsewhere_fails_then_recovers() {
+    let backend = Backend::amqp();
+    let here = backend.open().await;
+    let elsewhere = backend.open().await;
+    let id = backend.channel_id();
+    enqueue_all(&*here, &id, 1, &["first"]).await;
+    elsewhere.remove(&id).await.expect("remove");
+    let lost = here
+        .enqueue(&id, &message(&id, "unroutable"), Priority::BULK)
+        .await;
+    let Err(e) = lost else {
+        panic!("an unroutable message must not be accepted")
+    };
+    assert!(e.to_string().contains("no queue"), "{e}");
+    enqueue_all(&*here, &id, 1, &["again"]).await;
+    let mut consumer = elsewhere.consume(&id, 10).await.expect("consume");
+    assert_eq!(content(&next(&mut consumer).await), "again");
+    assert_nothing_comes(&mut consumer).await;
 }
 
 /// Without a reachable broker the link does not start, says where it tried, and does not

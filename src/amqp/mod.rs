@@ -5,7 +5,8 @@
 //!   ([`AmqpLink::channel`]) and publishes with publisher confirms on one long-lived
 //!   confirm-mode channel ([`AmqpLink::publish_confirmed`]). lapin pipelines concurrent
 //!   publishes and their confirms on that channel, so confirms come back batched under load
-//!   while each caller still waits only for its own.
+//!   while each caller still waits only for its own. [`AmqpLink::publish_mandatory`] also
+//!   fails when no queue receives the message (the Queue backend's enqueue).
 //! - A supervisor task watches the connection and, when it is lost, reconnects with
 //!   exponential backoff (100 ms doubling to 5 s). Meanwhile every operation fails at once
 //!   with a [`BackendError`] (the API answers 503) instead of waiting; consumers use
@@ -16,17 +17,18 @@
 //! Why not lapin's own recovery (`enable_auto_recover` + `wait_for_recovery`)? It gives up
 //! for good after a fixed number of attempts (16 by default), so a broker down for a few
 //! minutes leaves the process without RabbitMQ until it restarts; it sleeps on the io-loop
-//! thread; and it replays topology and consumers on channels whose delivery tags restart, so
-//! a delivery taken before the cut could be acked on the wrong message. A fresh connection per
-//! generation is simpler to reason about: every channel of a lost connection is dead, its
-//! unacked deliveries return to their queues, and their acks fail instead of landing on
-//! something else.
+//! thread; and it replays topology, QoS and consumers onto channels whose delivery tags start
+//! again, which leaves what an old delivery's ack does to lapin's internals. A fresh
+//! connection per generation is simpler to reason about: every channel of a lost connection
+//! is dead, its unacked deliveries return to their queues, and their acks fail (the message
+//! comes again) instead of landing on something else.
 //!
 //! lapin 4 registers the socket and the heartbeat with the tokio runtime it is connected on,
 //! and only that runtime drives them (DESIGN 4). The link therefore remembers the runtime of
 //! [`AmqpLink::connect`] (the daemon's main actix runtime) and reconnects there; callers on
 //! other runtimes (the arbiters) only await lapin's runtime-agnostic futures.
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,6 +87,8 @@ struct Shared {
     name: String,
     /// The broker URL without its password, for messages.
     display_url: String,
+    /// Set by [`AmqpLink::close`]: the supervisor must not reconnect.
+    closing: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -129,8 +133,10 @@ impl AmqpLink {
             .await
             .map_err(|e| fail(format!("cannot connect to {display_url}: {}", e.detail)))?;
         let (sender, state) = watch::channel(State::Up(Arc::new(live)));
+        let closing = Arc::new(AtomicBool::new(false));
         let supervisor = Supervisor {
             state: sender,
+            closing: closing.clone(),
             url: url.to_owned(),
             display_url: display_url.clone(),
             properties,
@@ -143,6 +149,7 @@ impl AmqpLink {
                 runtime,
                 name: connection_name.to_owned(),
                 display_url,
+                closing,
             }),
         })
     }
@@ -171,14 +178,44 @@ impl AmqpLink {
     /// closed for good (its runtime is shutting down).
     pub async fn wait_connected(&self) -> Result<(), BackendError> {
         let mut state = self.shared.state.clone();
+        // A connection that died unnoticed yet does not count: the supervisor will replace it.
         let seen = state
-            .wait_for(|s| !matches!(s, State::Down { .. }))
+            .wait_for(|s| match s {
+                State::Up(live) => live.connection.status().connected(),
+                State::Down { .. } => false,
+                State::Closed => true,
+            })
             .await
             .map(|s| matches!(&*s, State::Up(_)));
         match seen {
             Ok(true) => Ok(()),
             _ => Err(self.closed()),
         }
+    }
+
+    /// Closes the connection now, cleanly (RabbitMQ returns what its channels held unacked to
+    /// their queues at once), and for good: every clone fails from then on. Dropping the last
+    /// clone does the same, if the link's runtime is still running.
+    pub async fn close(&self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        let live = match &*self.shared.state.borrow() {
+            State::Up(live) => Some(live.clone()),
+            _ => None,
+        };
+        if let Some(live) = live {
+            if live.connection.status().connected() {
+                let closed = live.connection.close(200, "OK".into());
+                if let Err(e) = within("cannot close the connection", closed).await {
+                    log::warn!("{}", e.detail);
+                }
+            }
+        }
+        let mut state = self.shared.state.clone();
+        let _ = tokio::time::timeout(
+            OPERATION_TIMEOUT,
+            state.wait_for(|s| matches!(s, State::Closed)),
+        )
+        .await;
     }
 
     /// A new channel on the current connection; fails at once while disconnected.
@@ -253,16 +290,23 @@ impl AmqpLink {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) => {
                 let returned_id = returned.delivery.properties.message_id().clone();
-                let reason = format!(
-                    "{what}: no queue is bound to it ({} {})",
+                if mandatory && (returned_id == message_id || message_id.is_none()) {
+                    return Err(fail(format!(
+                        "{what}: no queue is bound to it ({} {})",
+                        returned.reply_code,
+                        returned.reply_text.as_str()
+                    )));
+                }
+                // Someone else's message (see `publish_mandatory`): ours went through.
+                log::error!(
+                    "RabbitMQ returned message {} published to {:?} with routing key {:?}, it \
+                     was not queued: {} {}",
+                    returned_id.as_ref().map(|id| id.as_str()).unwrap_or("?"),
+                    returned.delivery.exchange.as_str(),
+                    returned.delivery.routing_key.as_str(),
                     returned.reply_code,
                     returned.reply_text.as_str()
                 );
-                if mandatory && (returned_id == message_id || message_id.is_none()) {
-                    return Err(fail(reason));
-                }
-                let id = returned_id.as_ref().map(|id| id.as_str()).unwrap_or("?");
-                log::error!("RabbitMQ returned message {id}, it was not queued: {reason}");
                 Ok(())
             }
             Confirmation::Nack(_) => Err(fail(format!("{what}: RabbitMQ refused it (nack)"))),
@@ -282,6 +326,9 @@ impl AmqpLink {
 
     /// The connection, if it is up.
     fn live(&self) -> Result<Arc<Live>, BackendError> {
+        if self.shared.closing.load(Ordering::SeqCst) {
+            return Err(self.closed());
+        }
         match &*self.shared.state.borrow() {
             State::Up(live) if live.connection.status().connected() => Ok(live.clone()),
             State::Up(_) | State::Down { .. } => Err(fail(format!(
@@ -433,6 +480,8 @@ async fn open(
 /// Watches the connection and replaces it when it is lost.
 struct Supervisor {
     state: watch::Sender<State>,
+    /// Set by [`AmqpLink::close`].
+    closing: Arc<AtomicBool>,
     url: String,
     display_url: String,
     properties: ConnectionProperties,
@@ -455,6 +504,10 @@ impl Supervisor {
             }
             let generation = live.generation;
             drop(live);
+            if self.closing.load(Ordering::SeqCst) {
+                self.state.send_replace(State::Closed);
+                return;
+            }
             self.state.send_replace(State::Down { generation });
             log::warn!(
                 "Lost the connection to RabbitMQ at {}, reconnecting",
@@ -464,6 +517,11 @@ impl Supervisor {
                 self.state.send_replace(State::Closed);
                 return;
             };
+            if self.closing.load(Ordering::SeqCst) {
+                let _ = within("", next.connection.close(200, "OK".into())).await;
+                self.state.send_replace(State::Closed);
+                return;
+            }
             live = Arc::new(next);
             self.state.send_replace(State::Up(live.clone()));
             log::info!("Reconnected to RabbitMQ at {}", self.display_url);
@@ -477,6 +535,9 @@ impl Supervisor {
             tokio::select! {
                 () = self.state.closed() => return None,
                 () = tokio::time::sleep(delay) => {}
+            }
+            if self.closing.load(Ordering::SeqCst) {
+                return None;
             }
             tokio::select! {
                 () = self.state.closed() => return None,

@@ -54,6 +54,10 @@ pub struct AmqpQueue {
     prefix: String,
     /// Queues declared on the connection of generation `.0`.
     declared: Mutex<(u64, HashSet<String>)>,
+    /// Held while declaring, so a burst of first enqueues declares once instead of opening
+    /// a channel each (which exhausts the connection's channels). Declaring is rare: once
+    /// per queue and connection.
+    declaring: tokio::sync::Mutex<()>,
 }
 
 impl AmqpQueue {
@@ -63,6 +67,7 @@ impl AmqpQueue {
             link,
             prefix: queue_prefix.to_owned(),
             declared: Mutex::new((0, HashSet::new())),
+            declaring: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -73,6 +78,11 @@ impl AmqpQueue {
 
     /// Declares `queue` unless it was declared on the current connection.
     async fn ensure_declared(&self, queue: &str) -> Result<(), BackendError> {
+        let generation = self.link.generation();
+        if self.with_declared(generation, |queues| queues.contains(queue)) {
+            return Ok(());
+        }
+        let _declaring = self.declaring.lock().await;
         let generation = self.link.generation();
         if self.with_declared(generation, |queues| queues.contains(queue)) {
             return Ok(());

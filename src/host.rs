@@ -13,7 +13,7 @@ use crate::delivery::{Callback, Callbacks};
 use crate::logs::ChannelLogs;
 use crate::metrics;
 use crate::queue::Queue;
-use crate::store::{ChannelProperties, Store};
+use crate::store::{ChannelProperties, Store, Tally};
 use crate::wire;
 
 /// Time settings the host applies.
@@ -50,15 +50,20 @@ pub fn has_destination(props: &ChannelProperties) -> bool {
 }
 
 impl Host {
+    /// One `label` occurrence, now, for the channel's rates.
+    pub fn tally<'a>(&self, label: &'a str) -> Tally<'a> {
+        let window = self.settings.metric_window;
+        Tally {
+            label,
+            bucket: metrics::current_bucket(window),
+            ttl: metrics::bucket_ttl(window),
+        }
+    }
+
     /// Counts one `label` for the channel's rates.
     pub async fn count(&self, channel_id: &str, label: &str) {
-        let window = self.settings.metric_window;
-        let bucket = metrics::current_bucket(window);
-        if let Err(e) = self
-            .store
-            .count(channel_id, label, bucket, metrics::bucket_ttl(window))
-            .await
-        {
+        let Tally { bucket, ttl, .. } = self.tally(label);
+        if let Err(e) = self.store.count(channel_id, label, bucket, ttl).await {
             self.backend_failed(channel_id, "count a rate", &e);
         }
     }

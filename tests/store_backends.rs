@@ -17,7 +17,7 @@ use junebug::metrics::RATES;
 use junebug::sqlite::Database;
 use junebug::store::embedded::{EmbeddedStore, SCHEMA};
 use junebug::store::redis::RedisStore;
-use junebug::store::{ChannelProperties, OutboundRecord, Store};
+use junebug::store::{ChannelProperties, OutboundRecord, Store, Tally};
 use junebug_actors::message::{
     new_message_id, timestamp_now, DeliveryStatus, Event, EventKind, Message, StatusEvent,
     StatusLevel,
@@ -162,6 +162,15 @@ fn status(component: &str, level: StatusLevel, kind: &str) -> StatusEvent {
     }
 }
 
+/// An `outbound` count in bucket 1, kept for `ttl`.
+fn tally(ttl: Duration) -> Tally<'static> {
+    Tally {
+        label: "outbound",
+        bucket: 1,
+        ttl,
+    }
+}
+
 fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
     pairs
         .iter()
@@ -244,7 +253,7 @@ store_tests! {
         let (id, other) = (channel_id(), channel_id());
         let record = outbound(&id);
         let message_id = record.message.message_id.clone();
-        store.save_outbound(&id, &record, LONG_TTL).await.unwrap();
+        store.accept_outbound(&id, &record, LONG_TTL, tally(LONG_TTL)).await.unwrap();
         assert_eq!(store.load_outbound(&id, &message_id).await.unwrap(), Some(record));
         assert_eq!(store.load_outbound(&other, &message_id).await.unwrap(), None);
         assert_eq!(store.load_outbound(&id, &new_message_id()).await.unwrap(), None);
@@ -255,7 +264,7 @@ store_tests! {
         let id = channel_id();
         let record = outbound(&id);
         let message_id = record.message.message_id.clone();
-        store.save_outbound(&id, &record, SHORT_TTL).await.unwrap();
+        store.accept_outbound(&id, &record, SHORT_TTL, tally(LONG_TTL)).await.unwrap();
         assert!(store.load_outbound(&id, &message_id).await.unwrap().is_some());
         actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
         assert_eq!(store.load_outbound(&id, &message_id).await.unwrap(), None);
@@ -326,6 +335,22 @@ store_tests! {
         assert_eq!(store.counts(&id, 8).await.unwrap(), counts(&[("inbound", 1)]));
         assert_eq!(store.counts(&other, 7).await.unwrap(), counts(&[("outbound", 1)]));
         assert_eq!(store.counts(&id, 6).await.unwrap(), HashMap::new());
+    }
+
+    /// Accepting a send records it and counts it in the outbound rate.
+    fn accepted_sends_are_recorded_and_counted(store) {
+        let id = channel_id();
+        for _ in 0..2 {
+            let record = OutboundRecord {
+                message: message(&id, "hello"),
+                event_url: None,
+                event_auth_token: None,
+            };
+            store.accept_outbound(&id, &record, LONG_TTL, tally(LONG_TTL)).await.unwrap();
+            let loaded = store.load_outbound(&id, &record.message.message_id).await.unwrap();
+            assert_eq!(loaded, Some(record));
+        }
+        assert_eq!(store.counts(&id, 1).await.unwrap(), counts(&[("outbound", 2)]));
     }
 
     /// Counts are gone once their TTL has passed.

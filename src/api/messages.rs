@@ -101,15 +101,20 @@ pub async fn send(
         event_auth_token: req.event_auth_token.clone(),
     };
     // The record first: if we die before queueing, it is an orphan nobody waits for.
+    let tally = state.host.tally("outbound");
     store
-        .save_outbound(&channel_id, &record, state.host.settings.outbound_ttl)
+        .accept_outbound(
+            &channel_id,
+            &record,
+            state.host.settings.outbound_ttl,
+            tally,
+        )
         .await?;
     state
         .host
         .queue
         .enqueue(&channel_id, &message, priority(req.priority.as_ref()))
         .await?;
-    state.host.count(&channel_id, "outbound").await;
     Ok(created("message submitted", wire::message_json(&message)))
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use junebug_actors::message::{Event, Message, StatusEvent};
 use rusqlite::{params, OptionalExtension};
 
-use super::{ChannelProperties, OutboundRecord, Store};
+use super::{ChannelProperties, OutboundRecord, Store, Tally};
 use crate::backend::BackendError;
 use crate::sqlite::Database;
 
@@ -35,6 +35,22 @@ CREATE TABLE IF NOT EXISTS rates (
     count INTEGER NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (channel_id, label, bucket));
 ";
+
+/// Adds one to a rate counter.
+fn count_in(
+    conn: &rusqlite::Connection,
+    channel_id: &str,
+    label: &str,
+    bucket: i64,
+    expires_at: f64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO rates VALUES (?1, ?2, ?3, 1, ?4)
+         ON CONFLICT (channel_id, label, bucket) DO UPDATE SET count = count + 1",
+    )?
+    .execute(params![channel_id, label, bucket, expires_at])
+    .map(drop)
+}
 
 /// The embedded Store.
 pub struct EmbeddedStore {
@@ -170,25 +186,27 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn save_outbound(
+    async fn accept_outbound(
         &self,
         channel_id: &str,
         record: &OutboundRecord,
         ttl: Duration,
+        tally: Tally<'_>,
     ) -> Result<(), BackendError> {
         let row = (
             channel_id.to_owned(),
             record.message.message_id.clone(),
             to_json(record)?,
         );
-        let expires = now() + ttl.as_secs_f64();
+        let (label, bucket) = (tally.label.to_owned(), tally.bucket);
+        let (expires, count_expires) = (now() + ttl.as_secs_f64(), now() + tally.ttl.as_secs_f64());
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT OR REPLACE INTO outbound_messages VALUES (?1, ?2, ?3, ?4)",
-                    params![row.0, row.1, row.2, expires],
-                )
-                .map(drop)
+                )?
+                .execute(params![row.0, row.1, row.2, expires])?;
+                count_in(conn, &row.0, &label, bucket, count_expires)
             })
             .await
     }
@@ -296,14 +314,7 @@ impl Store for EmbeddedStore {
         let key = (channel_id.to_owned(), label.to_owned());
         let expires = now() + ttl.as_secs_f64();
         self.db
-            .call(move |conn| {
-                conn.execute(
-                    "INSERT INTO rates VALUES (?1, ?2, ?3, 1, ?4)
-                     ON CONFLICT (channel_id, label, bucket) DO UPDATE SET count = count + 1",
-                    params![key.0, key.1, bucket, expires],
-                )
-                .map(drop)
-            })
+            .call(move |conn| count_in(conn, &key.0, &key.1, bucket, expires))
             .await
     }
 

@@ -32,6 +32,17 @@ pub struct OutboundRecord {
     pub event_auth_token: Option<String>,
 }
 
+/// One occurrence to count for a rate: `label` in time bucket `bucket`, kept for `ttl`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally<'a> {
+    /// What is counted (`outbound`, `submitted`, …).
+    pub label: &'a str,
+    /// The time bucket.
+    pub bucket: i64,
+    /// How long the bucket's count is kept.
+    pub ttl: Duration,
+}
+
 /// The state backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -58,12 +69,14 @@ pub trait Store: Send + Sync + 'static {
         message_id: &str,
     ) -> Result<Option<Message>, BackendError>;
 
-    /// Keeps an outbound message's record for `ttl`.
-    async fn save_outbound(
+    /// Keeps an accepted outbound message's record for `ttl` and counts it (`tally`), in one
+    /// round trip: accepting a send is the hot path.
+    async fn accept_outbound(
         &self,
         channel_id: &str,
         record: &OutboundRecord,
         ttl: Duration,
+        tally: Tally<'_>,
     ) -> Result<(), BackendError>;
     /// An outbound record of this channel that has not expired.
     async fn load_outbound(

@@ -45,7 +45,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{ChannelProperties, OutboundRecord, Store};
+use super::{ChannelProperties, OutboundRecord, Store, Tally};
 use crate::backend::BackendError;
 use crate::metrics::RATES;
 
@@ -371,20 +371,36 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn save_outbound(
+    /// SET PX of the record, INCR and PEXPIRE of the counter: one atomic pipeline.
+    async fn accept_outbound(
         &self,
         channel_id: &str,
         record: &OutboundRecord,
         ttl: Duration,
+        tally: Tally<'_>,
     ) -> Result<(), BackendError> {
         let message_id = &record.message.message_id;
-        self.set_json_px(
-            self.keys.outbound(channel_id, message_id),
-            record,
-            ttl,
-            || format!("cannot save outbound message {message_id} of channel {channel_id}"),
-        )
-        .await
+        let what = || format!("cannot save outbound message {message_id} of channel {channel_id}");
+        let json = serde_json::to_string(record)
+            .map_err(|e| BackendError::new("redis", format!("{}: {e}", what())))?;
+        let counter = self.keys.rate(channel_id, tally.label, tally.bucket);
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.keys.outbound(channel_id, message_id))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .cmd("INCR")
+            .arg(&counter)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&counter)
+            .arg(ttl_ms(tally.ttl))
+            .ignore()
+            .to_owned();
+        self.query_pipe(&pipe, what).await
     }
 
     async fn load_outbound(

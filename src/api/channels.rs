@@ -203,7 +203,7 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
     if let Some(apps) = &state.host.apps {
         apps.detach(&id);
     }
-    for message in state.host.queue.purge(&id).await? {
+    for message in state.host.queue.purge(&id, None).await? {
         let cancelled = Event::nack(&message.message_id, "cancelled");
         state.host.record_event(&id, &cancelled).await;
     }

@@ -7,13 +7,22 @@
 //! (after its outcome is recorded); a consumer that goes away leaves its unacked messages for
 //! the next one.
 use async_trait::async_trait;
-use junebug_actors::message::{Message, Priority};
+use junebug_actors::message::{Lane, Message, Priority};
 use junebug_actors::ports::OutboundConsumer;
 
 use crate::backend::BackendError;
 
 pub mod amqp;
 pub mod embedded;
+
+/// Messages waiting in a channel's queue, per lane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneLengths {
+    /// Waiting in the realtime lane (priorities 4 and 5).
+    pub realtime: u64,
+    /// Waiting in the bulk lane (priorities 1 to 3).
+    pub bulk: u64,
+}
 
 /// The queue backend.
 #[async_trait]
@@ -34,8 +43,17 @@ pub trait Queue: Send + Sync + 'static {
         prefetch: usize,
     ) -> Result<Box<dyn OutboundConsumer>, BackendError>;
 
-    /// Removes every message still waiting (not those a consumer holds) and returns them.
-    async fn purge(&self, channel_id: &str) -> Result<Vec<Message>, BackendError>;
+    /// Removes every message still waiting in `lane` (every lane when `None`), not those a
+    /// consumer holds, and returns them.
+    async fn purge(
+        &self,
+        channel_id: &str,
+        lane: Option<Lane>,
+    ) -> Result<Vec<Message>, BackendError>;
+
+    /// How many messages wait in each lane (not counting those a consumer holds). Cheap: no
+    /// scan of the queue, so it can be polled every second.
+    async fn lengths(&self, channel_id: &str) -> Result<LaneLengths, BackendError>;
 
     /// Removes a deleted channel's queue itself (call after [`Queue::purge`], once the
     /// channel has stopped consuming).

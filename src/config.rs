@@ -111,7 +111,8 @@ pub struct AmqpConfig {
     /// `amqp://user:password@host:port/vhost` (`JUNEBUG_AMQP__URL`, the vhost URL-encoded:
     /// `%2f` for `/`). Unset by default; see `redis.url`.
     pub url: Option<String>,
-    /// Prefix of the channels' outbound queue names, `<prefix><channel id>.outbound`
+    /// Prefix of the channels' outbound queue names, one per lane:
+    /// `<prefix><channel id>.outbound.realtime` and `….outbound.bulk`
     /// (`JUNEBUG_AMQP__QUEUE_PREFIX`). Default "junebug.".
     pub queue_prefix: String,
 }

@@ -88,6 +88,7 @@ mod tests {
             transport_type: "telnet".into(),
             transport_metadata: Map::new(),
             helper_metadata: Map::new(),
+            expires_at: None,
         }
     }
 

@@ -1,10 +1,12 @@
-//! The Queue contract, checked on both backends with the same test bodies (DESIGN §3), then
-//! what only RabbitMQ has: a connection that is cut under a waiting consumer, a queue deleted
-//! under it, a broker that is not there at start.
+//! The Queue contract, checked on both backends with the same test bodies (DESIGN §3): order,
+//! windows (one per lane), redelivery, purge (all or one lane), lengths per lane; then what
+//! only RabbitMQ has: the lane queues' names, a connection that is cut under a waiting
+//! consumer, a queue deleted under it, a broker that is not there at start.
 //!
 //! The RabbitMQ variants need a broker at `TEST_AMQP_URL` (default
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`); each test uses queues under a prefix of its own
-//! and deletes them when it ends. The connection-loss test closes its own connection (found
+//! (`<prefix><channel id>.outbound.realtime` and `.outbound.bulk`) and deletes them when it
+//! ends. The connection-loss test closes its own connection (found
 //! by its unique name) with `rabbitmqctl`; no test stops the broker.
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -14,9 +16,9 @@ use std::time::{Duration, Instant};
 use junebug::amqp::AmqpLink;
 use junebug::queue::amqp::AmqpQueue;
 use junebug::queue::embedded::{EmbeddedQueue, SCHEMA};
-use junebug::queue::Queue;
+use junebug::queue::{LaneLengths, Queue};
 use junebug::sqlite::Database;
-use junebug_actors::message::{new_message_id, timestamp_now, Message, Priority};
+use junebug_actors::message::{new_message_id, timestamp_now, Lane, Message, Priority};
 use junebug_actors::ports::{Delivery, OutboundConsumer};
 
 /// How long a test waits for something that should happen promptly.
@@ -118,7 +120,8 @@ async fn connect(url: &str, name: &str) -> AmqpLink {
 }
 
 impl Drop for Backend {
-    /// Deletes the test's RabbitMQ queues, on a runtime of its own (the test's may be gone).
+    /// Deletes the test's RabbitMQ queues (both lane queues of each channel, through
+    /// [`Queue::remove`]), on a runtime of its own (the test's may be gone).
     fn drop(&mut self) {
         let Kind::Amqp { url, prefix } = &self.kind else {
             return;
@@ -165,6 +168,7 @@ fn message(channel_id: &str, content: &str) -> Message {
         transport_type: "telnet".to_owned(),
         transport_metadata: Default::default(),
         helper_metadata: Default::default(),
+        expires_at: None,
     }
 }
 
@@ -227,6 +231,29 @@ async fn ack_all(deliveries: Vec<Delivery>) {
     for delivery in deliveries {
         delivery.receipt.ack().await.expect("ack");
     }
+}
+
+/// Waits (polling) until `queue` reports `realtime` and `bulk` messages waiting for
+/// `channel_id`, for at most [`WAIT`]: RabbitMQ settles a closed channel's deliveries
+/// asynchronously.
+async fn assert_lengths(queue: &dyn Queue, channel_id: &str, realtime: u64, bulk: u64) {
+    let expected = LaneLengths { realtime, bulk };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lengths = queue.lengths(channel_id).await.expect("lengths");
+        if lengths == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting messages: expected {expected:?}, got {lengths:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn purged_contents(purged: &[Message]) -> Vec<&str> {
+    sorted(purged.iter().filter_map(|m| m.content.as_deref()))
 }
 
 queue_tests! {
@@ -317,7 +344,7 @@ queue_tests! {
         let held = take(&mut holder, 2).await;
         assert_eq!(contents(&held), ["m1", "m2"]);
 
-        let purged = queue.purge(&id).await.expect("purge");
+        let purged = queue.purge(&id, None).await.expect("purge");
         let purged_contents = purged.iter().filter_map(|m| m.content.as_deref());
         assert_eq!(sorted(purged_contents), ["m3", "m4"]);
         assert!(purged.iter().all(|m| m.transport_name == id));
@@ -329,7 +356,121 @@ queue_tests! {
         assert_eq!(sorted(contents(&back)), ["m1", "m2"]);
         enqueue_all(&*queue, &id, 1, &["marker"]).await;
         assert_eq!(content(&next(&mut next_consumer).await), "marker");
-        assert!(queue.purge(&id).await.expect("purge again").is_empty());
+        assert!(queue.purge(&id, None).await.expect("purge again").is_empty());
+    }
+
+    /// Each lane has a window of its own: with more realtime messages waiting than the
+    /// window, bulk ones still come (the queue never starves bulk), and neither lane hands out
+    /// more than the window.
+    fn each_lane_has_a_window_of_its_own(backend) {
+        let queue = backend.open().await;
+        let id = backend.channel_id();
+        enqueue_all(&*queue, &id, 5, &["r1", "r2", "r3"]).await;
+        enqueue_all(&*queue, &id, 1, &["b1", "b2", "b3"]).await;
+        let mut consumer = queue.consume(&id, 2).await.expect("consume");
+        let held = take(&mut consumer, 4).await;
+        assert_eq!(sorted(contents(&held)), ["b1", "b2", "r1", "r2"]);
+        assert_nothing_comes(&mut consumer).await;
+        ack_all(held).await;
+    }
+
+    /// A realtime message enqueued while the window is full of bulk deliveries comes at once,
+    /// without waiting for an ack: the realtime lane has its own window.
+    fn realtime_is_not_held_up_by_a_full_bulk_window(backend) {
+        let queue = backend.open().await;
+        let id = backend.channel_id();
+        enqueue_all(&*queue, &id, 1, &["b1", "b2", "b3"]).await;
+        let mut consumer = queue.consume(&id, 2).await.expect("consume");
+        let held = take(&mut consumer, 2).await;
+        assert_eq!(contents(&held), ["b1", "b2"]);
+        enqueue_all(&*queue, &id, 5, &["urgent"]).await;
+        assert_eq!(content(&next(&mut consumer).await), "urgent");
+    }
+
+    /// The measure, at the queue: with the window full of bulk deliveries and more
+    /// bulk waiting, a realtime message enqueued afterwards is among the next two deliveries
+    /// once one bulk delivery is acked (so it goes out within the next two send slots).
+    fn realtime_overtakes_waiting_bulk_after_one_ack(backend) {
+        let queue = backend.open().await;
+        let id = backend.channel_id();
+        enqueue_all(&*queue, &id, 1, &["b1", "b2", "b3", "b4", "b5"]).await;
+        let mut consumer = queue.consume(&id, 2).await.expect("consume");
+        let mut held = take(&mut consumer, 2).await;
+        assert_eq!(contents(&held), ["b1", "b2"]);
+        enqueue_all(&*queue, &id, 5, &["urgent"]).await;
+        held.remove(0).receipt.ack().await.expect("ack");
+        let after = take(&mut consumer, 2).await;
+        assert!(
+            contents(&after).contains(&"urgent"),
+            "the realtime message is not among {:?}",
+            contents(&after)
+        );
+    }
+
+    /// `lengths` counts what waits in each lane: an enqueued message counts; one a consumer
+    /// holds does not, until that consumer goes away; an acked or purged one is gone.
+    fn lengths_count_waiting_messages_per_lane(backend) {
+        let queue = backend.open().await;
+        let id = backend.channel_id();
+        assert_lengths(&*queue, &id, 0, 0).await;
+        enqueue_all(&*queue, &id, 4, &["r1"]).await;
+        enqueue_all(&*queue, &id, 5, &["r2"]).await;
+        enqueue_all(&*queue, &id, 1, &["b1", "b2"]).await;
+        enqueue_all(&*queue, &id, 3, &["b3"]).await;
+        assert_lengths(&*queue, &id, 2, 3).await;
+
+        // A window of one per lane: the consumer holds r2 (and b3, the best bulk message).
+        let mut consumer = queue.consume(&id, 1).await.expect("consume");
+        let held = next(&mut consumer).await;
+        assert_eq!(content(&held), "r2");
+        assert_lengths(&*queue, &id, 1, 2).await;
+
+        // A consumer that goes away gives back what it held.
+        drop(held);
+        drop(consumer);
+        assert_lengths(&*queue, &id, 2, 3).await;
+
+        // An acked message is gone for good.
+        let mut consumer = queue.consume(&id, 1).await.expect("consume again");
+        let held = next(&mut consumer).await;
+        assert_eq!(content(&held), "r2");
+        held.receipt.ack().await.expect("ack");
+        drop(consumer);
+        assert_lengths(&*queue, &id, 1, 3).await;
+
+        // Purged messages are gone, one lane at a time.
+        let purged = queue.purge(&id, Some(Lane::Bulk)).await.expect("purge bulk");
+        assert_eq!(purged_contents(&purged), ["b1", "b2", "b3"]);
+        assert_lengths(&*queue, &id, 1, 0).await;
+        let purged = queue.purge(&id, None).await.expect("purge");
+        assert_eq!(purged_contents(&purged), ["r1"]);
+        assert_lengths(&*queue, &id, 0, 0).await;
+    }
+
+    /// Purging one lane takes only that lane's waiting messages; the other lane's stay and
+    /// are delivered in their order.
+    fn purging_one_lane_leaves_the_other(backend) {
+        let queue = backend.open().await;
+        let id = backend.channel_id();
+        enqueue_all(&*queue, &id, 4, &["r1"]).await;
+        enqueue_all(&*queue, &id, 2, &["b1"]).await;
+        enqueue_all(&*queue, &id, 1, &["b2"]).await;
+        enqueue_all(&*queue, &id, 5, &["r2"]).await;
+        let purged = queue
+            .purge(&id, Some(Lane::Realtime))
+            .await
+            .expect("purge realtime");
+        assert_eq!(purged_contents(&purged), ["r1", "r2"]);
+        assert!(purged.iter().all(|m| m.transport_name == id));
+        assert_lengths(&*queue, &id, 0, 2).await;
+
+        let mut consumer = queue.consume(&id, 10).await.expect("consume");
+        let rest = take(&mut consumer, 2).await;
+        assert_eq!(contents(&rest), ["b1", "b2"]);
+        assert_nothing_comes(&mut consumer).await;
+        ack_all(rest).await;
+        let purged = queue.purge(&id, Some(Lane::Bulk)).await.expect("purge bulk");
+        assert!(purged.is_empty());
     }
 
     /// Queued messages, including one a consumer held unacked, survive the queue object (a
@@ -350,6 +491,55 @@ queue_tests! {
         assert_eq!(sorted(contents(&deliveries)), ["m1", "m2", "m3"]);
         ack_all(deliveries).await;
     }
+}
+
+/// What RabbitMQ says is ready in `queue`, `None` if there is no such queue (asked on a
+/// channel of its own, which RabbitMQ closes in that case).
+async fn ready_in(link: &AmqpLink, queue: &str) -> Option<u32> {
+    let channel = link.channel().await.expect("a channel");
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, Default::default())
+        .await
+        .ok()
+        .map(|declared| declared.message_count())
+}
+
+/// A channel's messages wait in `<prefix><channel id>.outbound.realtime` and
+/// `<prefix><channel id>.outbound.bulk` (names operators and tools rely on); asking for the
+/// lengths of a channel without queues creates none.
+#[actix_rt::test]
+async fn lanes_are_queues_with_stable_names() {
+    let backend = Backend::amqp();
+    let Kind::Amqp { url, prefix } = &backend.kind else {
+        unreachable!()
+    };
+    let link = connect(url, &format!("{prefix}inspect")).await;
+    let queue = AmqpQueue::new(link.clone(), prefix);
+    let id = backend.channel_id();
+    let realtime = format!("{prefix}{id}.outbound.realtime");
+    let bulk = format!("{prefix}{id}.outbound.bulk");
+    assert_eq!(queue.queue_name(&id, Lane::Realtime), realtime);
+    assert_eq!(queue.queue_name(&id, Lane::Bulk), bulk);
+
+    assert_eq!(
+        queue.lengths(&id).await.expect("lengths"),
+        LaneLengths::default()
+    );
+    assert_eq!(ready_in(&link, &realtime).await, None);
+    assert_eq!(ready_in(&link, &bulk).await, None);
+
+    enqueue_all(&queue, &id, 4, &["r1"]).await;
+    enqueue_all(&queue, &id, 1, &["b1"]).await;
+    enqueue_all(&queue, &id, 3, &["b2"]).await;
+    assert_eq!(ready_in(&link, &realtime).await, Some(1));
+    assert_eq!(ready_in(&link, &bulk).await, Some(2));
+    assert_lengths(&queue, &id, 1, 2).await;
+    link.close().await;
 }
 
 /// The RabbitMQ connection whose client-provided name is `name`, closed from the broker

@@ -141,6 +141,7 @@ fn message(channel_id: &str, content: &str) -> Message {
         transport_type: "telnet".to_owned(),
         transport_metadata: Default::default(),
         helper_metadata: props(json!({"voice": {"speech_url": "http://example.com"}})),
+        expires_at: None,
     }
 }
 

@@ -79,6 +79,7 @@ impl Transport for LoopbackTransport {
             transport_type: "loopback".into(),
             transport_metadata: Default::default(),
             helper_metadata: Default::default(),
+            expires_at: None,
         })
         .await;
         Ok(Sent::default())

@@ -75,6 +75,20 @@ pub struct Stop;
 #[rtype(result = "()")]
 pub struct SetRateLimit(pub Option<RateLimit>);
 
+/// What a running channel holds: messages taken from its queue and not yet settled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelLoad {
+    /// In the mailbox, waiting for a send slot, the rate limiter or a throttled provider.
+    pub held: usize,
+    /// Handed to the transport, outcome not yet recorded.
+    pub sending: usize,
+}
+
+/// Asks a channel what it holds.
+#[derive(Message, Debug)]
+#[rtype(result = "ChannelLoad")]
+pub struct GetLoad;
+
 /// A delivery from the channel's queue, for the mailbox.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -93,8 +107,13 @@ pub struct ChannelActor {
     /// Sends handed to the transport and not yet settled, by send number.
     in_flight: HashMap<u64, AbortHandle>,
     next_send: u64,
-    /// Set while a timer waits for the limiter, so only one timer waits.
-    limiter_timer: Option<SpawnHandle>,
+    /// Set while a timer waits for the limiter (or a throttle, or an expiry), with when it
+    /// fires, so only one timer waits: the earliest.
+    limiter_timer: Option<(SpawnHandle, Instant)>,
+    /// While the provider asked us to slow down: no send before this instant.
+    throttled_until: Option<Instant>,
+    /// The current throttle pause; doubles while the provider keeps asking.
+    throttle_pause: Duration,
     feed: Option<AbortHandle>,
     /// Set once the actor is on its way out: nothing new is sent.
     stopping: bool,
@@ -127,6 +146,8 @@ impl ChannelActor {
             in_flight: HashMap::new(),
             next_send: 0,
             limiter_timer: None,
+            throttled_until: None,
+            throttle_pause: Duration::ZERO,
             feed: None,
             stopping: false,
             failure: None,
@@ -161,28 +182,71 @@ impl ChannelActor {
         self.feed = Some(feed.abort_handle());
     }
 
-    /// Sends what the window, the mailbox and the limiter allow.
+    /// Sends what the window, the mailbox, a provider's throttle and the limiter allow.
+    /// Expired messages are rejected on the way, without costing a send slot or a token.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         let Some(transport) = self.transport.clone() else {
             return;
         };
         while !self.stopping && self.in_flight.len() < self.spec.window.max(1) {
-            if self.mailbox.is_empty() {
+            let Some(next) = self.mailbox.peek() else {
                 return;
-            }
-            if let Err(wait) = self.limiter.try_acquire(1, Instant::now()) {
-                if self.limiter_timer.is_none() {
-                    self.limiter_timer = Some(ctx.run_later(wait, |act, ctx| {
-                        act.limiter_timer = None;
-                        act.pump(ctx);
-                    }));
+            };
+            if next.message.is_expired() {
+                if let Some(expired) = self.mailbox.pop() {
+                    self.reject_expired(expired, ctx);
                 }
+                continue;
+            }
+            let now = Instant::now();
+            let wait = match self.throttled_until.filter(|until| *until > now) {
+                Some(until) => Err(until - now),
+                None => self.limiter.try_acquire(transport.cost(&next.message), now),
+            };
+            if let Err(wait) = wait {
+                // Wake up in time to reject the head message if it expires while waiting.
+                let wait = next
+                    .message
+                    .expires_in()
+                    .map_or(wait, |left| left.min(wait));
+                self.wake_after(wait, ctx);
                 return;
             }
             if let Some(delivery) = self.mailbox.pop() {
                 self.dispatch(transport.clone(), delivery, ctx);
             }
         }
+    }
+
+    /// Pumps again after `wait`, unless a timer fires sooner already.
+    fn wake_after(&mut self, wait: Duration, ctx: &mut Context<Self>) {
+        let due = Instant::now() + wait;
+        if let Some((timer, when)) = self.limiter_timer {
+            if when <= due {
+                return;
+            }
+            ctx.cancel_future(timer);
+        }
+        let timer = ctx.run_later(wait, |act, ctx| {
+            act.limiter_timer = None;
+            act.pump(ctx);
+        });
+        self.limiter_timer = Some((timer, due));
+    }
+
+    /// Drops the pending timer (the wait it served changed).
+    fn cancel_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some((timer, _)) = self.limiter_timer.take() {
+            ctx.cancel_future(timer);
+        }
+    }
+
+    /// A message that expired while queued: rejected with reason `expired`, never sent.
+    fn reject_expired(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let event = Event::nack(&delivery.message.message_id, "expired");
+        let send_no = self.next_send;
+        self.next_send += 1;
+        self.settle(send_no, delivery, event, ctx);
     }
 
     /// Hands one message to the transport, in its own task so a panic is caught.
@@ -213,8 +277,21 @@ impl ChannelActor {
         let message_id = delivery.message.message_id.clone();
         match result {
             Ok(Ok(sent)) => {
+                self.throttle_pause = Duration::ZERO;
                 let event = Event::ack(&message_id, sent.provider_message_id);
                 self.settle(send_no, delivery, event, ctx);
+            }
+            Ok(Err(SendError::Throttled { after })) => {
+                self.in_flight.remove(&send_no);
+                self.throttle_pause = (self.throttle_pause * 2).clamp(after, MAX_THROTTLE_PAUSE);
+                let pause = self.throttle_pause;
+                self.log(LogRecord::warning(format!(
+                    "The provider asked to slow down: pausing the channel for {pause:?}"
+                )));
+                self.throttled_until = Some(Instant::now() + pause);
+                self.mailbox.push_front(delivery.priority.lane(), delivery);
+                self.cancel_timer(ctx);
+                self.wake_after(pause, ctx);
             }
             Ok(Err(SendError::Rejected(reason))) => {
                 self.settle(send_no, delivery, Event::nack(&message_id, reason), ctx);
@@ -375,18 +452,220 @@ impl Handler<Stop> for ChannelActor {
     }
 }
 
+impl Handler<GetLoad> for ChannelActor {
+    type Result = MessageResult<GetLoad>;
+
+    fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(ChannelLoad {
+            held: self.mailbox.total(),
+            sending: self.in_flight.len(),
+        })
+    }
+}
+
 impl Handler<SetRateLimit> for ChannelActor {
     type Result = ();
 
     fn handle(&mut self, SetRateLimit(limit): SetRateLimit, ctx: &mut Context<Self>) {
         self.spec.rate_limit = limit;
         self.limiter.set_limit(limit, Instant::now());
-        if let Some(timer) = self.limiter_timer.take() {
-            ctx.cancel_future(timer);
-        }
+        self.cancel_timer(ctx);
         self.pump(ctx);
     }
 }
 
+/// The longest pause a throttling provider can impose on a channel in one go.
+pub const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
+
 /// How long the supervisor waits for a channel to stop before giving up on it.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::message::{new_message_id, timestamp_now, EventKind, Priority};
+    use crate::supervisor::{Backoff, ChannelSupervisor, StartChannel};
+    use crate::transport::{ConfigError, TransportError, TransportRegistry};
+    use crate::transports::testkit::{run_local, RecordingHost};
+
+    /// A transport that asks to slow down on its first send (when told to), then accepts
+    /// everything; each message costs as many tokens as its content has characters.
+    struct Touchy {
+        throttle_first: bool,
+        calls: Cell<usize>,
+    }
+
+    #[async_trait(?Send)]
+    impl Transport for Touchy {
+        async fn start(&self, _: TransportContext) -> Result<(), TransportError> {
+            Ok(())
+        }
+        async fn send(&self, _: crate::message::Message) -> Result<Sent, SendError> {
+            self.calls.set(self.calls.get() + 1);
+            if self.throttle_first && self.calls.get() == 1 {
+                return Err(SendError::Throttled {
+                    after: Duration::from_millis(300),
+                });
+            }
+            Ok(Sent::default())
+        }
+        fn cost(&self, message: &crate::message::Message) -> u32 {
+            message.content.as_deref().map_or(1, |c| c.len() as u32)
+        }
+        async fn stop(&self) {}
+    }
+
+    struct TouchyType;
+
+    impl ChannelType for TouchyType {
+        fn name(&self) -> &'static str {
+            "touchy"
+        }
+        fn description(&self) -> &'static str {
+            "throttles its first send (test only)"
+        }
+        fn build(&self, _: &str, config: &Value) -> Result<Rc<dyn Transport>, ConfigError> {
+            Ok(Rc::new(Touchy {
+                throttle_first: config["throttle"] == true,
+                calls: Cell::new(0),
+            }))
+        }
+    }
+
+    fn message(channel: &str, content: &str) -> crate::message::Message {
+        crate::message::Message {
+            message_id: new_message_id(),
+            timestamp: timestamp_now(),
+            to_addr: Some("+27".into()),
+            from_addr: None,
+            group: None,
+            in_reply_to: None,
+            session_event: None,
+            content: Some(content.into()),
+            transport_name: channel.into(),
+            transport_type: "touchy".into(),
+            transport_metadata: Default::default(),
+            helper_metadata: Default::default(),
+            expires_at: None,
+        }
+    }
+
+    fn spec(id: &str, throttle: bool) -> ChannelSpec {
+        ChannelSpec {
+            id: id.into(),
+            channel_type: "touchy".into(),
+            config: serde_json::json!({ "throttle": throttle }),
+            rate_limit: None,
+            window: 10,
+        }
+    }
+
+    fn supervisor(host: &RecordingHost) -> Addr<ChannelSupervisor> {
+        let mut registry = TransportRegistry::default();
+        registry.register(TouchyType);
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        ChannelSupervisor::new(registry, host.as_host(), 2, backoff, logger).start()
+    }
+
+    /// A message costs its transport's number of parts in rate-limit tokens.
+    #[test]
+    fn a_message_costs_one_token_per_part() {
+        run_local(|| async {
+            let host = RecordingHost::new();
+            let supervisor = supervisor(&host);
+            // Six tokens a second; two three-part messages use them all, the third waits.
+            for content in ["abc", "def", "ghi"] {
+                host.enqueue("parts", message("parts", content), Priority::BULK);
+            }
+            let mut spec = spec("parts", false);
+            spec.rate_limit = Some(RateLimit {
+                count: 6,
+                window: Duration::from_secs(1),
+            });
+            let started = Instant::now();
+            supervisor.send(StartChannel(spec)).await.unwrap().unwrap();
+            for _ in 0..2 {
+                host.events().next().await;
+            }
+            assert!(started.elapsed() < Duration::from_millis(400));
+            host.events().next().await;
+            assert!(
+                started.elapsed() >= Duration::from_millis(450),
+                "the third message did not wait for 3 tokens"
+            );
+        });
+    }
+
+    /// A throttling provider pauses its channel alone; the message is retried, nothing lost.
+    #[test]
+    fn throttling_pauses_one_channel_then_it_recovers() {
+        run_local(|| async {
+            let host = RecordingHost::new();
+            let supervisor = supervisor(&host);
+            for n in 0..3 {
+                host.enqueue(
+                    "touchy",
+                    message("touchy", &format!("t{n}")),
+                    Priority::BULK,
+                );
+                host.enqueue("calm", message("calm", &format!("c{n}")), Priority::BULK);
+            }
+            let started = Instant::now();
+            supervisor
+                .send(StartChannel(spec("touchy", true)))
+                .await
+                .unwrap()
+                .unwrap();
+            supervisor
+                .send(StartChannel(spec("calm", false)))
+                .await
+                .unwrap()
+                .unwrap();
+
+            // The calm channel sends everything during the other's pause.
+            for _ in 0..3 {
+                let (channel, event) = host.events().wait_for(|(c, _)| c == "calm").await;
+                assert_eq!(channel, "calm");
+                assert!(matches!(event.kind, EventKind::Ack { .. }));
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(300),
+                "calm was held up"
+            );
+            host.logs()
+                .wait_for(|(c, r)| c == "touchy" && r.message.contains("slow down"))
+                .await;
+            let mut touchy_acks = 0;
+            while touchy_acks < 3 {
+                let (channel, event) = host.events().next().await;
+                if channel == "touchy" {
+                    assert!(matches!(event.kind, EventKind::Ack { .. }), "{event:?}");
+                    touchy_acks += 1;
+                }
+            }
+            assert!(
+                started.elapsed() >= Duration::from_millis(300),
+                "the throttled channel did not pause"
+            );
+            // Sends already in flight when the provider complained go on; the refused one is
+            // retried after the pause.
+            let mut acked: Vec<String> = host
+                .acks()
+                .all()
+                .into_iter()
+                .filter(|(c, _)| c == "touchy")
+                .filter_map(|(_, m)| m.content)
+                .collect();
+            acked.sort();
+            assert_eq!(acked, ["t0", "t1", "t2"], "nothing lost");
+        });
+    }
+}

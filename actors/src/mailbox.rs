@@ -52,6 +52,14 @@ impl<T> PriorityMailbox<T> {
         }
     }
 
+    /// The message [`pop`](Self::pop) would take, left in place.
+    pub fn peek(&self) -> Option<&T> {
+        match self.next_lane()? {
+            Lane::Realtime => self.realtime.front(),
+            Lane::Bulk => self.bulk.front(),
+        }
+    }
+
     /// Takes the next message by the rule above.
     pub fn pop(&mut self) -> Option<T> {
         let lane = self.next_lane()?;
@@ -74,6 +82,11 @@ impl<T> PriorityMailbox<T> {
     /// Whether no message waits.
     pub fn is_empty(&self) -> bool {
         self.realtime.is_empty() && self.bulk.is_empty()
+    }
+
+    /// Messages waiting in both lanes.
+    pub fn total(&self) -> usize {
+        self.realtime.len() + self.bulk.len()
     }
 
     /// Removes every waiting message.
@@ -126,6 +139,7 @@ mod tests {
         let mut mb = PriorityMailbox::default();
         mb.push(Lane::Bulk, 1);
         mb.push(Lane::Bulk, 2);
+        assert_eq!(mb.peek(), Some(&1));
         let first = mb.pop().unwrap();
         mb.push_front(Lane::Bulk, first);
         assert_eq!(mb.len(Lane::Bulk), 2);

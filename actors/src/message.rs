@@ -59,6 +59,31 @@ pub struct Message {
     /// Channel-specific extras, exposed as `channel_data` in the HTTP API.
     #[serde(default)]
     pub helper_metadata: Map<String, Value>,
+    /// For an outbound message: when it stops being worth sending, in [`TIMESTAMP_FORMAT`].
+    /// A message still queued then is rejected with reason `expired` instead of sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl Message {
+    /// How long until the message expires: `None` without an expiry, zero once expired.
+    pub fn expires_in(&self) -> Option<std::time::Duration> {
+        let at = chrono::NaiveDateTime::parse_from_str(
+            self.expires_at.as_deref()?,
+            "%Y-%m-%d %H:%M:%S%.f",
+        )
+        .ok()?;
+        Some(
+            (at - chrono::Utc::now().naive_utc())
+                .to_std()
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Whether the message has an expiry and it has passed.
+    pub fn is_expired(&self) -> bool {
+        self.expires_in().is_some_and(|left| left.is_zero())
+    }
 }
 
 /// What happened to an outbound message.

@@ -28,7 +28,8 @@ pub trait ChannelHost: Send + Sync + 'static {
     fn log(&self, channel_id: &str, record: LogRecord);
 
     /// Opens the channel's durable outbound queue. The consumer hands out at most `prefetch`
-    /// deliveries that are not yet acked: that is the channel's in-flight window.
+    /// deliveries per lane that are not yet acked (the actor's own window then bounds what is
+    /// actually being sent), realtime first when both lanes have one ready.
     async fn consume(
         &self,
         channel_id: &str,

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::channel::{ChannelActor, ChannelExited, ChannelSpec, SetRateLimit, Stop, STOP_TIMEOUT};
+use crate::channel::{
+    ChannelActor, ChannelExited, ChannelLoad, ChannelSpec, GetLoad, SetRateLimit, Stop,
+    STOP_TIMEOUT,
+};
 use crate::ports::{ChannelHost, LogRecord};
 use crate::transport::TransportRegistry;
 
@@ -173,6 +176,11 @@ pub struct UpdateChannel(pub ChannelSpec);
 #[rtype(result = "HashMap<Arc<str>, ChannelState>")]
 pub struct GetChannelStates;
 
+/// What a channel running in this process holds (`None` when it is not running here).
+#[derive(Message, Debug)]
+#[rtype(result = "Option<ChannelLoad>")]
+pub struct GetChannelLoad(pub Arc<str>);
+
 /// Stops every channel; answers once all have stopped.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -316,6 +324,19 @@ impl Handler<GetChannelStates> for ChannelSupervisor {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Handler<GetChannelLoad> for ChannelSupervisor {
+    type Result = ResponseFuture<Option<ChannelLoad>>;
+
+    fn handle(
+        &mut self,
+        GetChannelLoad(id): GetChannelLoad,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let actor = self.channels.get(&id).and_then(|slot| slot.actor.clone());
+        Box::pin(async move { actor?.send(GetLoad).await.ok() })
     }
 }
 

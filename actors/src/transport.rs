@@ -27,6 +27,12 @@ pub trait Transport {
     /// Sends one message. Several sends may run at once (up to the channel's window).
     async fn send(&self, message: Message) -> Result<Sent, SendError>;
 
+    /// How many rate-limit tokens sending `message` costs: the number of parts it goes out
+    /// in (an SMS longer than one part costs one token per part). One by default.
+    fn cost(&self, _message: &Message) -> u32 {
+        1
+    }
+
     /// Disconnects. After it returns, the transport holds no socket and no task.
     async fn stop(&self);
 }
@@ -50,6 +56,14 @@ pub enum SendError {
         /// Why.
         reason: String,
         /// How long to wait before the next attempt.
+        after: Duration,
+    },
+    /// The provider asks us to slow down (SMPP `ESME_RTHROTTLED`, HTTP 429): the message is
+    /// tried again and the whole channel pauses for `after` (doubled while the provider keeps
+    /// asking, up to a minute), then resumes at its normal rate. Other channels go on.
+    #[error("throttled by the provider for {after:?}")]
+    Throttled {
+        /// How long the provider asks us to wait (at least).
         after: Duration,
     },
 }

@@ -4,7 +4,6 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use junebug_actors::channel::ChannelSpec;
 use junebug_actors::limiter::RateLimit;
-use junebug_actors::message::Event;
 use junebug_actors::supervisor::{RestartChannel, StartChannel, StopChannel, UpdateChannel};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -203,10 +202,7 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
     if let Some(apps) = &state.host.apps {
         apps.detach(&id);
     }
-    for message in state.host.queue.purge(&id, None).await? {
-        let cancelled = Event::nack(&message.message_id, "cancelled");
-        state.host.record_event(&id, &cancelled).await;
-    }
+    super::queue::cancel_waiting(&state, &id, None).await?;
     state.host.queue.remove(&id).await?;
     state.host.store.delete_channel(&id).await?;
     state.host.logs.forget(&id);

@@ -1,6 +1,8 @@
 //! Message endpoints (API.md 5): send, and a message's status.
 use actix_web::{web, HttpRequest, HttpResponse};
-use junebug_actors::message::{new_message_id, timestamp_now, Message, Priority, SessionEvent};
+use junebug_actors::message::{
+    new_message_id, timestamp_now, Message, Priority, SessionEvent, TIMESTAMP_FORMAT,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -26,6 +28,42 @@ struct SendRequest {
     priority: Option<Value>,
     #[serde(default)]
     channel_data: Map<String, Value>,
+    expires_at: Option<String>,
+    ttl: Option<u64>,
+}
+
+/// When a send stops being worth sending: its `expires_at`, else now + its `ttl`, else now +
+/// the channel's `message_ttl` (0 or absent: never), in the wire timestamp format.
+fn expiry(req: &SendRequest, channel_ttl: Option<u64>) -> Result<Option<String>, ApiError> {
+    let at = match (&req.expires_at, req.ttl.or(channel_ttl.filter(|t| *t > 0))) {
+        (Some(_), Some(_)) if req.ttl.is_some() => {
+            return Err(ApiError::ApiUsage(
+                "Give \"expires_at\" or \"ttl\", not both".into(),
+            ))
+        }
+        (Some(text), _) => parse_instant(text).ok_or_else(|| {
+            ApiError::ApiUsage(format!(
+                "expires_at must be an ISO 8601 date and time (e.g. 2026-01-31T12:00:00Z), not '{text}'"
+            ))
+        })?,
+        (None, Some(seconds)) => {
+            let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+            chrono::Utc::now() + chrono::TimeDelta::try_seconds(seconds).unwrap_or(chrono::TimeDelta::MAX)
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(at.format(TIMESTAMP_FORMAT).to_string()))
+}
+
+/// An ISO 8601 instant: with a zone (`Z`, `+02:00`), or without one, taken as UTC.
+fn parse_instant(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&chrono::Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|at| at.and_utc())
 }
 
 /// The priority of a validated request (1–5, a numeric string, `bulk` or `realtime`).
@@ -94,7 +132,8 @@ pub async fn send(
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let message = build_message(&channel_id, channel_type, &req, inbound)?;
+    let mut message = build_message(&channel_id, channel_type, &req, inbound)?;
+    message.expires_at = expiry(&req, props.get("message_ttl").and_then(Value::as_u64))?;
     let record = OutboundRecord {
         message: message.clone(),
         event_url: req.event_url.clone(),
@@ -146,6 +185,7 @@ fn build_message(
                 transport_type: inbound.transport_type,
                 transport_metadata: inbound.transport_metadata,
                 helper_metadata: data,
+                expires_at: None,
             }
         }
         None => {
@@ -165,6 +205,7 @@ fn build_message(
                 transport_type: channel_type.to_owned(),
                 transport_metadata: Map::new(),
                 helper_metadata: data,
+                expires_at: None,
             }
         }
     };

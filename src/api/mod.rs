@@ -2,7 +2,7 @@
 //!
 //! - [`envelope`] and [`errors`]: the response shapes; handlers return [`errors::ApiError`].
 //! - [`body`] and [`validation`]: reading and checking request bodies.
-//! - [`channels`], [`messages`]: the endpoints.
+//! - [`channels`], [`messages`], [`queue`]: the endpoints.
 //!
 //! Every route answers with and without a trailing slash (API.md 15.3): paths are normalised
 //! by trimming the slash before routing.
@@ -21,6 +21,7 @@ pub mod channels;
 pub mod envelope;
 pub mod errors;
 pub mod messages;
+pub mod queue;
 pub mod validation;
 
 use errors::ApiError;
@@ -86,6 +87,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(channels::delete)),
     )
     .service(resource("/channels/{channel_id}/restart").route(web::post().to(channels::restart)))
+    .service(
+        resource("/channels/{channel_id}/queue")
+            .route(web::get().to(queue::length))
+            .route(web::delete().to(queue::cancel)),
+    )
     .service(resource("/channels/{channel_id}/logs").route(web::get().to(channels::logs)))
     .service(resource("/channels/{channel_id}/messages").route(web::post().to(messages::send)))
     .service(

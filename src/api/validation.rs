@@ -29,6 +29,7 @@ fn channel_properties(nullable_urls: bool) -> Value {
         "rate_limit_count": {"type": "integer", "minimum": 0},
         "rate_limit_window": {"type": "integer", "minimum": 0},
         "character_limit": {"type": "integer", "minimum": 0},
+        "message_ttl": {"type": "integer", "minimum": 0},
     });
     if !nullable_urls {
         props["mo_url_auth_token"] = json!({"type": "string"});
@@ -71,6 +72,8 @@ pub static MESSAGE_SEND: LazyLock<Validator> = LazyLock::new(|| {
                 {"type": "string", "enum": ["1", "2", "3", "4", "5", "bulk", "realtime"]},
             ]},
             "channel_data": {"type": "object"},
+            "expires_at": {"type": "string"},
+            "ttl": {"type": "integer", "minimum": 1},
         },
         "required": ["content"],
         "additionalProperties": false,

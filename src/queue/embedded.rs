@@ -1,32 +1,125 @@
-//! The embedded Queue: one table in the SQLite file of [`crate::sqlite`].
+//! The embedded Queue: one table in the SQLite file of [`crate::sqlite`], plus a counter table.
 //!
-//! A consumer *claims* rows (marks them with its claim number) before handing them out, so
-//! no message goes to two consumers; an ack deletes the row. Claims die with their consumer
-//! and with the process (they are cleared at start), so an unacked message is handed out
-//! again: at-least-once. Waiting consumers are woken through a [`Notify`] per channel.
+//! - **Rows.** `outbound_queue` holds one row per queued message. A consumer *claims* rows
+//!   (marks them with its claim number) before handing them out, so no message goes to two
+//!   consumers; an ack deletes the row. Claims die with their consumer and with the process
+//!   (they are cleared at start), so an unacked message is handed out again: at-least-once.
+//!   Waiting consumers are woken through a [`Notify`] per channel.
+//! - **Lanes.** A consumer has one window of `prefetch` unacked messages *per lane*, and claims
+//!   for each lane separately, highest priority first, then oldest first. So a realtime
+//!   message reaches its channel at once even while the bulk window is full, and bulk messages
+//!   keep flowing while realtime ones wait (the channel's mailbox then orders what it holds and
+//!   keeps bulk from starving). This is what the RabbitMQ backend does with one queue per lane.
+//! - **Counters.** `outbound_queue_waiting` counts the rows waiting (unclaimed) per channel and
+//!   lane, so [`Queue::lengths`] is one primary-key lookup, never a scan. Every statement that
+//!   changes the waiting set adjusts it in the same database job, hence in the same savepoint
+//!   and transaction: enqueue (+1), claim (−claimed), release of a dropped consumer's claims
+//!   (+released), purge (−purged), and an ack of a row that was waiting again (−1; an ack of a
+//!   claimed row changes nothing). At open, when every claim is released, the counters are
+//!   recomputed from the table (the one scan).
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use junebug_actors::message::{Message, Priority};
+use junebug_actors::message::{Lane, Message, Priority};
 use junebug_actors::ports::{Delivery, OutboundConsumer, PortError, Receipt};
-use rusqlite::params;
+use rusqlite::{params, Connection};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::Queue;
+use super::{LaneLengths, Queue};
 use crate::backend::BackendError;
 use crate::sqlite::Database;
 
-/// The queue table.
+/// The queue table and its waiting counters. The `CASE` at the end maps priorities to lanes
+/// as [`Priority::lane`] does (4 and 5 realtime, 1 to 3 bulk).
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbound_queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, channel_id TEXT NOT NULL,
     priority INTEGER NOT NULL, message TEXT NOT NULL, claim INTEGER);
 CREATE INDEX IF NOT EXISTS outbound_queue_order
     ON outbound_queue (channel_id, claim, priority DESC, seq);
+CREATE TABLE IF NOT EXISTS outbound_queue_waiting (
+    channel_id TEXT NOT NULL, lane TEXT NOT NULL, waiting INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, lane)) WITHOUT ROWID;
+SAVEPOINT outbound_queue_open;
 UPDATE outbound_queue SET claim = NULL WHERE claim IS NOT NULL;
+DELETE FROM outbound_queue_waiting;
+INSERT INTO outbound_queue_waiting (channel_id, lane, waiting)
+    SELECT channel_id, CASE WHEN priority >= 4 THEN 'realtime' ELSE 'bulk' END, COUNT(*)
+    FROM outbound_queue GROUP BY 1, 2;
+RELEASE outbound_queue_open;
 ";
+
+/// The lanes, in the order a consumer serves them when both have something: realtime first.
+const LANES: [Lane; 2] = [Lane::Realtime, Lane::Bulk];
+
+/// A lane's name in `outbound_queue_waiting`.
+fn lane_name(lane: Lane) -> &'static str {
+    match lane {
+        Lane::Realtime => "realtime",
+        Lane::Bulk => "bulk",
+    }
+}
+
+/// The priorities of `lane` (every lane for `None`), as the bounds of `priority BETWEEN ?
+/// AND ?`, which the index serves as one range.
+fn levels(lane: Option<Lane>) -> (u8, u8) {
+    match lane {
+        Some(Lane::Realtime) => (4, 5),
+        Some(Lane::Bulk) => (1, 3),
+        None => (1, 5),
+    }
+}
+
+/// The lane of a stored priority.
+fn lane_of(level: u8) -> Lane {
+    Priority::new(level).unwrap_or_default().lane()
+}
+
+/// Index of `lane` in [`LANES`].
+fn index(lane: Lane) -> usize {
+    match lane {
+        Lane::Realtime => 0,
+        Lane::Bulk => 1,
+    }
+}
+
+/// Adds `delta` to the waiting count of `channel_id`'s `lane`. Call it in the job that
+/// changes the waiting set, so both commit or neither does.
+fn adjust_waiting(
+    conn: &Connection,
+    channel_id: &str,
+    lane: Lane,
+    delta: i64,
+) -> rusqlite::Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO outbound_queue_waiting (channel_id, lane, waiting) VALUES (?1, ?2, ?3)
+         ON CONFLICT (channel_id, lane) DO UPDATE SET waiting = waiting + excluded.waiting",
+    )?
+    .execute(params![channel_id, lane_name(lane), delta])
+    .map(drop)
+}
+
+/// [`adjust_waiting`] for each lane, by `sign` times the number of `levels` in it.
+fn adjust_waiting_by_levels(
+    conn: &Connection,
+    channel_id: &str,
+    levels: impl IntoIterator<Item = u8>,
+    sign: i64,
+) -> rusqlite::Result<()> {
+    let mut counts = [0i64; 2];
+    for level in levels {
+        counts[index(lane_of(level))] += 1;
+    }
+    for lane in LANES {
+        adjust_waiting(conn, channel_id, lane, sign * counts[index(lane)])?;
+    }
+    Ok(())
+}
 
 /// The embedded Queue.
 pub struct EmbeddedQueue {
@@ -68,8 +161,8 @@ impl Queue for EmbeddedQueue {
                 conn.prepare_cached(
                     "INSERT INTO outbound_queue (channel_id, priority, message) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![id, priority.level(), json])
-                .map(drop)
+                .execute(params![id, priority.level(), json])?;
+                adjust_waiting(conn, &id, priority.lane(), 1)
             })
             .await?;
         self.waker(channel_id).notify_one();
@@ -81,39 +174,91 @@ impl Queue for EmbeddedQueue {
         channel_id: &str,
         prefetch: usize,
     ) -> Result<Box<dyn OutboundConsumer>, BackendError> {
+        let window = || LaneWindow {
+            window: Arc::new(Semaphore::new(prefetch.max(1))),
+            claimed: VecDeque::new(),
+        };
         Ok(Box::new(EmbeddedConsumer {
             db: self.db.clone(),
             waker: self.waker(channel_id),
             channel_id: channel_id.to_owned(),
             claim: self.next_claim.fetch_add(1, Ordering::Relaxed),
-            window: Arc::new(Semaphore::new(prefetch.max(1))),
-            claimed: VecDeque::new(),
+            lanes: [window(), window()],
         }))
     }
 
-    async fn purge(&self, channel_id: &str) -> Result<Vec<Message>, BackendError> {
+    async fn purge(
+        &self,
+        channel_id: &str,
+        lane: Option<Lane>,
+    ) -> Result<Vec<Message>, BackendError> {
         let id = channel_id.to_owned();
-        let rows: Vec<String> = self
+        let (lowest, highest) = levels(lane);
+        let rows: Vec<(u8, String)> = self
             .db
             .call(move |conn| {
-                let mut stmt = conn.prepare(
-                    "DELETE FROM outbound_queue WHERE channel_id = ?1 AND claim IS NULL
-                     RETURNING message",
-                )?;
-                let rows = stmt.query_map([id], |row| row.get(0))?;
-                rows.collect()
+                let rows = conn
+                    .prepare_cached(
+                        "DELETE FROM outbound_queue WHERE channel_id = ?1 AND claim IS NULL
+                             AND priority BETWEEN ?2 AND ?3
+                         RETURNING priority, message",
+                    )?
+                    .query_map(params![id, lowest, highest], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<(u8, String)>>>()?;
+                adjust_waiting_by_levels(conn, &id, rows.iter().map(|row| row.0), -1)?;
+                Ok(rows)
             })
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|json| serde_json::from_str(json).ok())
+            .filter_map(|(_, json)| serde_json::from_str(json).ok())
             .collect())
     }
 
+    async fn lengths(&self, channel_id: &str) -> Result<LaneLengths, BackendError> {
+        let id = channel_id.to_owned();
+        let counts: Vec<(String, i64)> = self
+            .db
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "SELECT lane, waiting FROM outbound_queue_waiting WHERE channel_id = ?1",
+                )?
+                .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+            })
+            .await?;
+        let mut lengths = LaneLengths::default();
+        for (lane, waiting) in counts {
+            // The counters never go below zero; should one, "none waiting" is the truth.
+            let waiting = u64::try_from(waiting).unwrap_or(0);
+            if lane == lane_name(Lane::Realtime) {
+                lengths.realtime = waiting;
+            } else if lane == lane_name(Lane::Bulk) {
+                lengths.bulk = waiting;
+            }
+        }
+        Ok(lengths)
+    }
+
     async fn remove(&self, channel_id: &str) -> Result<(), BackendError> {
-        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        wakers.remove(channel_id);
-        Ok(())
+        {
+            let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            wakers.remove(channel_id);
+        }
+        // What is left (messages a consumer held past the purge) goes with the channel, as
+        // it does when RabbitMQ deletes a queue.
+        let id = channel_id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.prepare_cached("DELETE FROM outbound_queue WHERE channel_id = ?1")?
+                    .execute([&id])?;
+                conn.prepare_cached("DELETE FROM outbound_queue_waiting WHERE channel_id = ?1")?
+                    .execute([&id])
+                    .map(drop)
+            })
+            .await
     }
 }
 
@@ -123,67 +268,123 @@ struct ClaimedRow {
     message: String,
 }
 
+/// One lane of a consumer.
+struct LaneWindow {
+    /// One permit per message of this lane handed out and not yet acked.
+    window: Arc<Semaphore>,
+    /// Rows claimed in one go but not handed out yet: never more than the free permits, so
+    /// each can be handed out at once.
+    claimed: VecDeque<ClaimedRow>,
+}
+
 struct EmbeddedConsumer {
     db: Arc<Database>,
     waker: Arc<Notify>,
     channel_id: String,
     claim: i64,
-    /// One permit per message handed out and not yet acked.
-    window: Arc<Semaphore>,
-    /// Rows claimed in one go but not handed out yet (fewer than the window).
-    claimed: VecDeque<ClaimedRow>,
+    /// In [`LANES`] order: realtime, then bulk.
+    lanes: [LaneWindow; 2],
 }
 
 impl EmbeddedConsumer {
-    /// Claims up to `limit` waiting rows, best first.
-    async fn claim(&mut self, limit: usize) -> Result<(), BackendError> {
+    /// Claims up to `limits[i]` waiting rows of lane `LANES[i]`, best first, in one job.
+    async fn claim(&mut self, limits: [usize; 2]) -> Result<(), BackendError> {
         let (id, claim) = (self.channel_id.clone(), self.claim);
-        let rows = self
+        let claimed = self
             .db
             .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "UPDATE outbound_queue SET claim = ?1 WHERE seq IN (
-                         SELECT seq FROM outbound_queue WHERE channel_id = ?2 AND claim IS NULL
-                         ORDER BY priority DESC, seq LIMIT ?3)
-                     RETURNING seq, priority, message",
-                )?;
-                let rows = stmt.query_map(params![claim, id, limit as i64], |row| {
-                    Ok(ClaimedRow {
-                        seq: row.get(0)?,
-                        priority: row.get(1)?,
-                        message: row.get(2)?,
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
+                let mut claimed: [Vec<ClaimedRow>; 2] = Default::default();
+                for lane in LANES {
+                    let limit = limits[index(lane)];
+                    if limit == 0 {
+                        continue;
+                    }
+                    let (lowest, highest) = levels(Some(lane));
+                    let rows = conn
+                        .prepare_cached(
+                            "UPDATE outbound_queue SET claim = ?1 WHERE seq IN (
+                                 SELECT seq FROM outbound_queue
+                                 WHERE channel_id = ?2 AND claim IS NULL
+                                     AND priority BETWEEN ?3 AND ?4
+                                 ORDER BY priority DESC, seq LIMIT ?5)
+                             RETURNING seq, priority, message",
+                        )?
+                        .query_map(params![claim, id, lowest, highest, limit as i64], |row| {
+                            Ok(ClaimedRow {
+                                seq: row.get(0)?,
+                                priority: row.get(1)?,
+                                message: row.get(2)?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    adjust_waiting(conn, &id, lane, -(rows.len() as i64))?;
+                    claimed[index(lane)] = rows;
+                }
+                Ok(claimed)
             })
             .await?;
-        let mut rows = rows;
-        rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
-        self.claimed.extend(rows);
+        for (lane, mut rows) in self.lanes.iter_mut().zip(claimed) {
+            // RETURNING does not promise an order.
+            rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
+            lane.claimed.extend(rows);
+        }
         Ok(())
     }
-}
 
-#[async_trait(?Send)]
-impl OutboundConsumer for EmbeddedConsumer {
-    async fn next(&mut self) -> Option<Delivery> {
-        let permit = self.window.clone().acquire_owned().await.ok()?;
-        loop {
-            if let Some(row) = self.claimed.pop_front() {
+    /// A claimed row as a delivery, realtime first; `None` if nothing is claimed.
+    fn hand_out(&mut self) -> Option<Delivery> {
+        for i in 0..self.lanes.len() {
+            while let Some(row) = self.lanes[i].claimed.pop_front() {
+                let Ok(permit) = self.lanes[i].window.clone().try_acquire_owned() else {
+                    // Cannot happen (claims never exceed the free permits); keep it for later.
+                    self.lanes[i].claimed.push_front(row);
+                    break;
+                };
                 match serde_json::from_str(&row.message) {
                     Ok(message) => return Some(self.delivery(row, message, permit)),
                     Err(_) => continue, // unreadable row: cannot happen with rows we wrote
                 }
             }
+        }
+        None
+    }
+}
+
+/// Resolves when a slot frees up in `lane`'s window, if the window is full; never if it has
+/// free slots (new rows for it are announced by the channel's waker instead).
+async fn slot_freed(lane: &LaneWindow) {
+    if lane.window.available_permits() > 0 {
+        return std::future::pending().await;
+    }
+    // The permit is given back at once: this only waits for an ack.
+    let _ = lane.window.acquire().await;
+}
+
+#[async_trait(?Send)]
+impl OutboundConsumer for EmbeddedConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(delivery) = self.hand_out() {
+                return Some(delivery);
+            }
+            // Registered before looking, so an enqueue committed after the look wakes us.
             let waker = self.waker.clone();
             let woken = waker.notified();
-            let limit = self.window.available_permits() + 1;
-            if self.claim(limit).await.is_err() {
-                // The database thread is gone: the process is going down.
-                return None;
+            let limits = [0, 1].map(|i| self.lanes[i].window.available_permits());
+            if limits.iter().any(|&limit| limit > 0) {
+                if self.claim(limits).await.is_err() {
+                    // The database thread is gone: the process is going down.
+                    return None;
+                }
+                if self.lanes.iter().any(|lane| !lane.claimed.is_empty()) {
+                    continue;
+                }
             }
-            if self.claimed.is_empty() {
-                woken.await;
+            // Nothing waits that a lane has room for: wait for a new message or an ack.
+            tokio::select! {
+                () = woken => {}
+                () = slot_freed(&self.lanes[0]) => {}
+                () = slot_freed(&self.lanes[1]) => {}
             }
         }
     }
@@ -210,15 +411,19 @@ impl EmbeddedConsumer {
 
 impl Drop for EmbeddedConsumer {
     fn drop(&mut self) {
-        let claim = self.claim;
+        let (id, claim) = (self.channel_id.clone(), self.claim);
         let waker = self.waker.clone();
         self.db.submit(
             move |conn| {
-                conn.execute(
-                    "UPDATE outbound_queue SET claim = NULL WHERE claim = ?1",
-                    [claim],
-                )
-                .map(drop)
+                let released = conn
+                    .prepare_cached(
+                        "UPDATE outbound_queue SET claim = NULL
+                         WHERE channel_id = ?1 AND claim = ?2
+                         RETURNING priority",
+                    )?
+                    .query_map(params![id, claim], |row| row.get::<_, u8>(0))?
+                    .collect::<rusqlite::Result<Vec<u8>>>()?;
+                adjust_waiting_by_levels(conn, &id, released, 1)
             },
             move || waker.notify_one(),
         );
@@ -238,9 +443,23 @@ impl Receipt for EmbeddedReceipt {
         let seq = self.seq;
         self.db
             .call(move |conn| {
-                conn.prepare_cached("DELETE FROM outbound_queue WHERE seq = ?1")?
-                    .execute([seq])
-                    .map(drop)
+                let deleted = conn
+                    .prepare_cached(
+                        "DELETE FROM outbound_queue WHERE seq = ?1
+                         RETURNING channel_id, priority, claim IS NULL",
+                    )?
+                    .query_map([seq], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, u8>(1)?, row.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<(String, u8, bool)>>>()?;
+                // A claimed row was not waiting; one whose consumer went away (releasing its
+                // claim) before this ack was.
+                for (channel_id, level, waiting) in deleted {
+                    if waiting {
+                        adjust_waiting(conn, &channel_id, lane_of(level), -1)?;
+                    }
+                }
+                Ok(())
             })
             .await
             .map_err(PortError::from)

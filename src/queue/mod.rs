@@ -1,7 +1,8 @@
-//! The `Queue`: each channel's durable outbound queue, in priority order.
+//! The `Queue`: each channel's durable outbound queue, in two lanes (realtime: priorities
+//! 4–5, bulk: 1–3), each in priority order.
 //!
 //! - [`embedded`]: a table in the SQLite file (the default);
-//! - [`amqp`]: RabbitMQ, one durable priority queue per channel (production).
+//! - [`amqp`]: RabbitMQ, one durable queue per channel and lane (production).
 //!
 //! A message is in the queue from the moment the API accepts it until its channel acks it
 //! (after its outcome is recorded); a consumer that goes away leaves its unacked messages for
@@ -35,8 +36,9 @@ pub trait Queue: Send + Sync + 'static {
         priority: Priority,
     ) -> Result<(), BackendError>;
 
-    /// Reads a channel's queue, highest priority first, then oldest first, with at most
-    /// `prefetch` messages unacked.
+    /// Reads a channel's queue: each lane highest priority first, then oldest first, with at
+    /// most `prefetch` messages unacked per lane (so a full bulk window never holds back a
+    /// realtime message), realtime first when both lanes have one ready.
     async fn consume(
         &self,
         channel_id: &str,

@@ -157,12 +157,14 @@ fn clean_production(prefix: &str) {
         if let Ok(link) = junebug::amqp::AmqpLink::connect(&amqp_url()).await {
             if let Ok(channel) = link.channel().await {
                 for id in channels {
-                    let _ = channel
-                        .queue_delete(
-                            format!("{prefix}.{id}.outbound").into(),
-                            lapin::options::QueueDeleteOptions::default(),
-                        )
-                        .await;
+                    for lane in ["realtime", "bulk"] {
+                        let _ = channel
+                            .queue_delete(
+                                format!("{prefix}.{id}.outbound.{lane}").into(),
+                                lapin::options::QueueDeleteOptions::default(),
+                            )
+                            .await;
+                    }
                 }
             }
         }

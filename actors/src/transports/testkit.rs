@@ -590,6 +590,7 @@ mod tests {
             transport_type: "test".into(),
             transport_metadata: Default::default(),
             helper_metadata: Default::default(),
+            expires_at: None,
         }
     }
 

@@ -535,6 +535,7 @@ impl Shared {
             transport_type: self.transport_type.clone(),
             transport_metadata: Default::default(),
             helper_metadata: Default::default(),
+            expires_at: None,
         }
     }
 }

@@ -137,6 +137,7 @@ fn outbound(to: &str, content: Option<&str>, session_event: Option<SessionEvent>
         transport_type: "telnet".into(),
         transport_metadata: Default::default(),
         helper_metadata: Default::default(),
+        expires_at: None,
     }
 }
 

@@ -123,6 +123,30 @@ async fn expired_messages_are_rejected_not_sent(backend) {
     assert_eq!((status, &env["result"]["errors"][0]["schema_path"]), (400, &json!(["properties", "ttl", "minimum"])));
 }
 
+/// A new rate limit applies at once, without restarting the channel (its client stays
+/// connected and what waited goes out).
+async fn rate_limit_changes_apply_without_restart(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
+    let api = Api::new(&daemon.url);
+    let port = common::free_port();
+    let id = api
+        .create_channel(json!({"type": "telnet", "rate_limit_count": 1, "rate_limit_window": 3600,
+                               "config": {"twisted_endpoint": format!("tcp:{port}")}}))
+        .await;
+    let mut client = TelnetClient::connect_when_ready(port).await;
+    for n in 0..3 {
+        send(&api, &id, json!({"to": client.local_addr, "content": format!("m{n}")})).await;
+    }
+    assert_eq!(client.read_line().await, "m0");
+    let (status, env) = api
+        .post(&format!("/channels/{id}"), json!({"rate_limit_count": 100, "rate_limit_window": 1}))
+        .await;
+    assert_eq!(status, 200, "{env}");
+    assert_eq!(client.read_line().await, "m1", "the same session: no restart");
+    assert_eq!(client.read_line().await, "m2");
+}
+
 /// A channel limited to 10 messages a second keeps to it over 10 s, while an unlimited
 /// channel beside it sends everything at once: channels never hold each other back.
 async fn rate_limits_hold_one_channel_not_the_others(backend) {

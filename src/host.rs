@@ -76,6 +76,17 @@ impl Host {
         );
     }
 
+    /// The channel's `callback_secret`, if it has one.
+    async fn channel_secret(&self, channel_id: &str) -> Option<String> {
+        match self.store.load_channel(channel_id).await {
+            Ok(props) => text(props.as_ref()?, "callback_secret").map(str::to_owned),
+            Err(e) => {
+                self.backend_failed(channel_id, "look up the channel", &e);
+                None
+            }
+        }
+    }
+
     /// The channel's `amqp_queue`, when it has one and RabbitMQ is configured.
     async fn amqp_target(&self, channel_id: &str) -> Option<(&AmqpApps, String)> {
         let apps = self.apps.as_deref()?;
@@ -106,11 +117,17 @@ impl Host {
         {
             Ok(Some(record)) => {
                 if let Some(url) = record.event_url {
+                    let secret = match record.callback_secret {
+                        Some(secret) => Some(secret),
+                        None => self.channel_secret(channel_id).await,
+                    };
                     let callback = Callback {
                         url,
                         token: record.event_auth_token,
                         body: wire::event_json(channel_id, event),
                         what: "event",
+                        secret,
+                        message_id: Some(event.user_message_id.clone()),
                     };
                     self.callbacks.post(channel_id, callback);
                 }
@@ -152,6 +169,8 @@ impl ChannelHost for Host {
                 token: text(&props, "mo_url_auth_token").map(str::to_owned),
                 body: wire::message_json(&message),
                 what: "inbound message",
+                secret: text(&props, "callback_secret").map(str::to_owned),
+                message_id: Some(message.message_id.clone()),
             };
             self.callbacks.post(channel_id, callback);
         }
@@ -178,6 +197,8 @@ impl ChannelHost for Host {
                         token: None,
                         body: wire::status_json(channel_id, &status),
                         what: "status",
+                        secret: text(&props, "callback_secret").map(str::to_owned),
+                        message_id: None,
                     };
                     self.callbacks.post(channel_id, callback);
                 }

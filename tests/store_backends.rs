@@ -150,6 +150,7 @@ fn outbound(channel_id: &str) -> OutboundRecord {
         message: message(channel_id, "hello"),
         event_url: Some("http://127.0.0.1:9/events".to_owned()),
         event_auth_token: Some("token".to_owned()),
+        callback_secret: Some("s3cret".to_owned()),
     }
 }
 
@@ -346,6 +347,7 @@ store_tests! {
                 message: message(&id, "hello"),
                 event_url: None,
                 event_auth_token: None,
+                callback_secret: None,
             };
             store.accept_outbound(&id, &record, LONG_TTL, tally(LONG_TTL)).await.unwrap();
             let loaded = store.load_outbound(&id, &record.message.message_id).await.unwrap();

@@ -25,6 +25,7 @@ struct SendRequest {
     reply_to: Option<String>,
     event_url: Option<String>,
     event_auth_token: Option<String>,
+    callback_secret: Option<String>,
     priority: Option<Value>,
     #[serde(default)]
     channel_data: Map<String, Value>,
@@ -138,6 +139,7 @@ pub async fn send(
         message: message.clone(),
         event_url: req.event_url.clone(),
         event_auth_token: req.event_auth_token.clone(),
+        callback_secret: req.callback_secret.clone(),
     };
     // The record first: if we die before queueing, it is an orphan nobody waits for.
     let tally = state.host.tally("outbound");

@@ -30,6 +30,7 @@ fn channel_properties(nullable_urls: bool) -> Value {
         "rate_limit_window": {"type": "integer", "minimum": 0},
         "character_limit": {"type": "integer", "minimum": 0},
         "message_ttl": {"type": "integer", "minimum": 0},
+        "callback_secret": {"type": "string", "minLength": 1},
     });
     if !nullable_urls {
         props["mo_url_auth_token"] = json!({"type": "string"});
@@ -67,6 +68,7 @@ pub static MESSAGE_SEND: LazyLock<Validator> = LazyLock::new(|| {
             "reply_to": {"type": "string"},
             "event_url": {"type": "string"},
             "event_auth_token": {"type": "string"},
+            "callback_secret": {"type": "string", "minLength": 1},
             "priority": {"anyOf": [
                 {"type": "integer", "minimum": 1, "maximum": 5},
                 {"type": "string", "enum": ["1", "2", "3", "4", "5", "bulk", "realtime"]},

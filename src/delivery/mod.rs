@@ -6,7 +6,15 @@
 //! they happened. Lanes run side by side, so a slow endpoint holds back only its own lane.
 //! Auth follows API.md 10: `user:pass@` in the URL becomes `Authorization: Basic …` (and is
 //! removed from the URL); a token becomes `Authorization: Token <token>` and wins over Basic.
+//! With a secret, callbacks are signed ([`signing`]). Every attempt is written to the channel
+//! log: method, URL (credentials and secret-looking query values redacted), status, latency.
+//!
+//! - [`amqp`]: the AMQP side of application delivery;
+//! - [`template`]: URL templates and the callback method;
+//! - [`signing`]: the optional HMAC signature.
 pub mod amqp;
+pub mod signing;
+pub mod template;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +38,10 @@ pub struct Callback {
     pub body: Value,
     /// What it is, for logs: `inbound message`, `event`, `status`.
     pub what: &'static str,
+    /// Signs the callback when set.
+    pub secret: Option<String>,
+    /// The message it is about, for the channel log.
+    pub message_id: Option<String>,
 }
 
 /// Posts callbacks, in order per lane.
@@ -94,32 +106,58 @@ async fn run_lane(
     mut rx: mpsc::UnboundedReceiver<Callback>,
 ) {
     while let Some(callback) = rx.recv().await {
-        if let Err(problem) = send(&inner.client, &callback).await {
-            let text = format!(
-                "Error sending {} to {}: {problem}",
-                callback.what,
-                redact(&callback.url)
-            );
-            slog::warn!(inner.logger, "Callback failed"; "channel_id" => &channel_id, "error" => &text);
-            inner.logs.push(&channel_id, LogRecord::error(text));
+        let started = std::time::Instant::now();
+        let outcome = send(&inner.client, &callback).await;
+        let about = callback
+            .message_id
+            .as_deref()
+            .map(|id| format!(" for message {id}"))
+            .unwrap_or_default();
+        let line = format!(
+            "POST {} ({}{about}, attempt 1): {} in {} ms",
+            redact(&callback.url),
+            callback.what,
+            outcome
+                .as_ref()
+                .map_or_else(|e| e.clone(), |status| status.to_string()),
+            started.elapsed().as_millis()
+        );
+        match outcome {
+            Ok(_) => inner.logs.push(&channel_id, LogRecord::info(line)),
+            Err(_) => {
+                slog::warn!(inner.logger, "Callback failed"; "channel_id" => &channel_id, "detail" => &line);
+                inner.logs.push(&channel_id, LogRecord::error(line));
+            }
         }
     }
 }
 
 /// Makes one POST; a non-2xx answer is an error.
-async fn send(client: &reqwest::Client, callback: &Callback) -> Result<(), String> {
+async fn send(client: &reqwest::Client, callback: &Callback) -> Result<u16, String> {
     let (url, basic) = split_credentials(&callback.url).map_err(|e| format!("bad URL: {e}"))?;
-    let mut request = client.post(url).json(&callback.body);
+    let body = serde_json::to_vec(&callback.body).map_err(|e| e.to_string())?;
+    let mut request = client.post(url).header("Content-Type", "application/json");
+    if let Some(secret) = &callback.secret {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        request = request.header(
+            signing::SIGNATURE_HEADER,
+            signing::signature(secret, now, &body),
+        );
+    }
     if let Some(token) = &callback.token {
         request = request.header("Authorization", format!("Token {token}"));
     } else if let Some((user, password)) = basic {
         request = request.basic_auth(user, password);
     }
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
+    let response = request.body(body).send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(status.as_u16())
     } else {
-        Err(format!("HTTP {}", response.status()))
+        Err(format!("HTTP {}", status.as_u16()))
     }
 }
 
@@ -144,9 +182,32 @@ fn split_credentials(url: &str) -> Result<(Url, Option<Credentials>), url::Parse
     Ok((url, Some(credentials)))
 }
 
-/// A URL without its credentials, for logs.
+/// Query parameters whose values are secrets, by what their names contain.
+const SECRET_PARAMS: [&str; 5] = ["token", "pass", "secret", "key", "auth"];
+
+/// A URL fit for logs: without its credentials, and with secret-looking query values masked.
 fn redact(url: &str) -> String {
-    split_credentials(url).map_or_else(|_| url.to_owned(), |(u, _)| u.to_string())
+    let Ok((mut url, _)) = split_credentials(url) else {
+        return "<unparseable URL>".to_owned();
+    };
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let secret = SECRET_PARAMS.iter().any(|s| k.to_lowercase().contains(s));
+            (
+                k.into_owned(),
+                if secret {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                },
+            )
+        })
+        .collect();
+    if !pairs.is_empty() {
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -161,5 +222,10 @@ mod tests {
         assert_eq!(creds, Some(("us@er".into(), Some("p:ss".into()))));
         assert_eq!(split_credentials("http://h/x").unwrap().1, None);
         assert_eq!(redact("http://a:b@h/x"), "http://h/x");
+        assert_eq!(
+            redact("http://h/x?to=27&api_token=t0p&Password=p"),
+            "http://h/x?to=27&api_token=***&Password=***"
+        );
+        assert_eq!(redact("not a url"), "<unparseable URL>");
     }
 }

@@ -30,6 +30,9 @@ pub struct OutboundRecord {
     pub event_url: Option<String>,
     /// Sent as `Authorization: Token …` with its events.
     pub event_auth_token: Option<String>,
+    /// Signs its event callbacks (instead of the channel's `callback_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_secret: Option<String>,
 }
 
 /// One occurrence to count for a rate: `label` in time bucket `bucket`, kept for `ttl`.

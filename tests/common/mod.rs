@@ -323,7 +323,9 @@ pub struct Received {
     pub method: String,
     pub path: String,
     pub authorization: Option<String>,
+    pub signature: Option<String>,
     pub body: Value,
+    pub raw: Vec<u8>,
 }
 
 /// A real HTTP server on 127.0.0.1 recording every request (it answers 200).
@@ -348,7 +350,12 @@ impl CallbackServer {
                             .headers()
                             .get("authorization")
                             .map(|v| v.to_str().unwrap().to_owned()),
+                        signature: req
+                            .headers()
+                            .get("x-junebug-signature")
+                            .map(|v| v.to_str().unwrap().to_owned()),
                         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                        raw: body.to_vec(),
                     });
                     HttpResponse::Ok().finish()
                 }

@@ -1,0 +1,1 @@
+//! Callback URL templates: being written.

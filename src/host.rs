@@ -12,6 +12,7 @@ use crate::delivery::amqp::AmqpApps;
 use crate::delivery::{Callback, Callbacks};
 use crate::logs::ChannelLogs;
 use crate::metrics;
+use crate::metrics::exporter::Metrics;
 use crate::queue::Queue;
 use crate::store::{ChannelProperties, Store, Tally};
 use crate::wire;
@@ -35,6 +36,7 @@ pub struct Host {
     /// The AMQP integration for applications, when RabbitMQ is configured.
     pub(crate) apps: Option<Arc<AmqpApps>>,
     pub(crate) logs: Arc<ChannelLogs>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) settings: HostSettings,
     pub(crate) logger: slog::Logger,
 }
@@ -109,7 +111,12 @@ impl Host {
         {
             self.backend_failed(channel_id, "record an event", &e);
         }
-        self.count(channel_id, wire::event_type(&event.kind)).await;
+        let event_type = wire::event_type(&event.kind);
+        self.metrics
+            .events
+            .with_label_values(&[channel_id, event_type])
+            .inc();
+        self.count(channel_id, event_type).await;
         match self
             .store
             .load_outbound(channel_id, &event.user_message_id)
@@ -160,6 +167,10 @@ impl ChannelHost for Host {
                 self.backend_failed(channel_id, "store an inbound message", &e);
             }
         }
+        self.metrics
+            .messages
+            .with_label_values(&[channel_id, "inbound"])
+            .inc();
         if has_destination(&props) {
             self.count(channel_id, "inbound").await;
         }

@@ -16,6 +16,7 @@ use crate::delivery::amqp::AmqpApps;
 use crate::delivery::Callbacks;
 use crate::host::{Host, HostSettings};
 use crate::logs::ChannelLogs;
+use crate::metrics::exporter::Metrics;
 use crate::queue::amqp::AmqpQueue;
 use crate::queue::embedded::{self as embedded_queue, EmbeddedQueue};
 use crate::queue::Queue;
@@ -111,12 +112,14 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let backends = open_backends(config, &logger).await?;
     let logs = Arc::new(ChannelLogs::new(config.max_logs));
+    let metrics = Arc::new(Metrics::new());
     let apps = backends
         .link
         .map(|link| Arc::new(AmqpApps::new(link, backends.queue.clone(), logs.clone())));
     let callbacks = Callbacks::new(
         Duration::from_secs_f64(config.callback_timeout),
         logs.clone(),
+        metrics.clone(),
         logger.clone(),
     );
     let host = Arc::new(Host {
@@ -125,6 +128,7 @@ pub async fn start(
         callbacks,
         apps,
         logs,
+        metrics,
         settings: HostSettings {
             inbound_ttl: Duration::from_secs(config.inbound_message_ttl),
             outbound_ttl: Duration::from_secs(config.outbound_message_ttl),
@@ -156,6 +160,7 @@ pub async fn start(
     }
 
     let state = web::Data::new(ApiState {
+        logger: logger.clone(),
         host,
         supervisor: supervisor.clone(),
         registry,
@@ -171,6 +176,7 @@ pub async fn start(
         App::new()
             .app_data(state.clone())
             .wrap(api::normalize_path())
+            .wrap(actix_web::middleware::from_fn(api::observe::observe))
             .configure(api::routes)
     })
     .bind(&bind_addr)

@@ -104,7 +104,7 @@ impl ChannelSupervisor {
     }
 
     /// Starts an actor for the channel in slot `id`.
-    fn launch(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) {
+    fn launch(&mut self, id: &Arc<str>, why: &'static str, ctx: &mut Context<Self>) {
         let Some(slot) = self.channels.get_mut(id) else {
             return;
         };
@@ -113,6 +113,8 @@ impl ChannelSupervisor {
         };
         slot.generation += 1;
         slot.started_at = Instant::now();
+        slog::info!(self.logger, "Channel started"; "channel_id" => &**id, "reason" => why,
+            "type" => &slot.spec.channel_type);
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;
         let (spec, host, generation) = (slot.spec.clone(), self.host.clone(), slot.generation);
@@ -123,7 +125,13 @@ impl ChannelSupervisor {
     }
 
     /// Stops the actor of slot `id` (if any) and resolves once it is gone.
-    fn halt(&mut self, id: &Arc<str>, ctx: &mut Context<Self>) -> impl Future<Output = ()> {
+    fn halt(
+        &mut self,
+        id: &Arc<str>,
+        why: &'static str,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = ()> {
+        let logger = self.logger.clone();
         let actor = self.channels.get_mut(id).and_then(|slot| {
             if let Some(timer) = slot.restart_timer.take() {
                 ctx.cancel_future(timer);
@@ -131,10 +139,12 @@ impl ChannelSupervisor {
             slot.generation += 1; // the old actor's exit is no failure
             slot.actor.take()
         });
+        let id = id.clone();
         async move {
             if let Some(actor) = actor {
                 // Err means the actor is already gone, which is what we wanted.
                 let _ = tokio::time::timeout(STOP_TIMEOUT, actor.send(Stop)).await;
+                slog::info!(logger, "Channel stopped"; "channel_id" => &*id, "reason" => why);
             }
         }
     }
@@ -199,7 +209,11 @@ impl Handler<StartChannel> for ChannelSupervisor {
             return Box::pin(async move { Err(err) }.into_actor(self));
         }
         let id = spec.id.clone();
-        let halted = self.halt(&id, ctx);
+        let (why, restarting) = match self.channels.contains_key(&id) {
+            true => ("its spec changed", "restart for a new spec"),
+            false => ("created or loaded", "start"),
+        };
+        let halted = self.halt(&id, why, ctx);
         let slot = self.channels.entry(id.clone()).or_insert_with(|| Slot {
             spec: spec.clone(),
             actor: None,
@@ -212,7 +226,7 @@ impl Handler<StartChannel> for ChannelSupervisor {
         });
         slot.spec = spec;
         Box::pin(halted.into_actor(self).map(move |(), act, ctx| {
-            act.launch(&id, ctx);
+            act.launch(&id, restarting, ctx);
             Ok(())
         }))
     }
@@ -222,7 +236,7 @@ impl Handler<StopChannel> for ChannelSupervisor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, StopChannel(id): StopChannel, ctx: &mut Context<Self>) -> Self::Result {
-        let halted = self.halt(&id, ctx);
+        let halted = self.halt(&id, "deleted", ctx);
         self.channels.remove(&id);
         Box::pin(halted.into_actor(self))
     }
@@ -236,11 +250,11 @@ impl Handler<RestartChannel> for ChannelSupervisor {
         RestartChannel(id): RestartChannel,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
-        let halted = self.halt(&id, ctx);
+        let halted = self.halt(&id, "restart requested", ctx);
         Box::pin(halted.into_actor(self).map(move |(), act, ctx| {
             if let Some(slot) = act.channels.get_mut(&id) {
                 slot.failures = 0;
-                act.launch(&id, ctx);
+                act.launch(&id, "restart requested", ctx);
             }
         }))
     }
@@ -300,7 +314,7 @@ impl Handler<ChannelExited> for ChannelSupervisor {
         slot.restart_timer = Some(ctx.run_later(delay, move |act, ctx| {
             if let Some(slot) = act.channels.get_mut(&id) {
                 slot.restart_timer = None;
-                act.launch(&id, ctx);
+                act.launch(&id, "recovery after a failure", ctx);
             }
         }));
     }
@@ -345,7 +359,10 @@ impl Handler<StopAll> for ChannelSupervisor {
 
     fn handle(&mut self, _: StopAll, ctx: &mut Context<Self>) -> Self::Result {
         let ids: Vec<_> = self.channels.keys().cloned().collect();
-        let halts: Vec<_> = ids.iter().map(|id| self.halt(id, ctx)).collect();
+        let halts: Vec<_> = ids
+            .iter()
+            .map(|id| self.halt(id, "shutdown", ctx))
+            .collect();
         self.channels.clear();
         Box::pin(
             async move {

@@ -206,6 +206,7 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
     state.host.queue.remove(&id).await?;
     state.host.store.delete_channel(&id).await?;
     state.host.logs.forget(&id);
+    state.host.metrics.forget(&id);
     state.host.callbacks.close_lane(&id);
     Ok(ok("channel deleted", json!({})))
 }

@@ -156,6 +156,12 @@ pub async fn send(
         .queue
         .enqueue(&channel_id, &message, priority(req.priority.as_ref()))
         .await?;
+    state
+        .host
+        .metrics
+        .messages
+        .with_label_values(&[channel_id.as_str(), "outbound"])
+        .inc();
     Ok(created("message submitted", wire::message_json(&message)))
 }
 

@@ -21,6 +21,7 @@ pub mod channels;
 pub mod envelope;
 pub mod errors;
 pub mod messages;
+pub mod observe;
 pub mod queue;
 pub mod validation;
 
@@ -41,6 +42,8 @@ pub struct ApiSettings {
 
 /// What every handler can reach.
 pub struct ApiState {
+    /// The process log (every request is logged).
+    pub logger: slog::Logger,
     /// Store, queue, callbacks and channel logs.
     pub host: Arc<Host>,
     /// Runs the channels.
@@ -99,5 +102,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(messages::status)),
     )
     .service(resource("/health").route(web::get().to(health)))
+    .service(resource("/metrics").route(web::get().to(observe::metrics)))
     .default_service(web::to(not_found));
 }

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::logs::ChannelLogs;
+use crate::metrics::exporter::Metrics;
 use junebug_actors::ports::LogRecord;
 
 /// One POST to make.
@@ -52,6 +53,7 @@ pub struct Callbacks {
 
 struct Inner {
     client: reqwest::Client,
+    metrics: Arc<Metrics>,
     lanes: Mutex<HashMap<String, mpsc::UnboundedSender<Callback>>>,
     runtime: tokio::runtime::Handle,
     logs: Arc<ChannelLogs>,
@@ -61,7 +63,12 @@ struct Inner {
 impl Callbacks {
     /// Callbacks with `timeout` per request, run on the current runtime (whichever thread
     /// later asks for a post).
-    pub fn new(timeout: Duration, logs: Arc<ChannelLogs>, logger: slog::Logger) -> Self {
+    pub fn new(
+        timeout: Duration,
+        logs: Arc<ChannelLogs>,
+        metrics: Arc<Metrics>,
+        logger: slog::Logger,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("junebug/", env!("CARGO_PKG_VERSION")))
@@ -70,6 +77,7 @@ impl Callbacks {
         Callbacks {
             inner: Arc::new(Inner {
                 client,
+                metrics,
                 lanes: Mutex::new(HashMap::new()),
                 runtime: tokio::runtime::Handle::current(),
                 logs,
@@ -122,6 +130,16 @@ async fn run_lane(
                 .map_or_else(|e| e.clone(), |status| status.to_string()),
             started.elapsed().as_millis()
         );
+        let result = if outcome.is_ok() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        inner
+            .metrics
+            .callbacks
+            .with_label_values(&[channel_id.as_str(), callback.what, result])
+            .inc();
         match outcome {
             Ok(_) => inner.logs.push(&channel_id, LogRecord::info(line)),
             Err(_) => {
@@ -130,6 +148,9 @@ async fn run_lane(
             }
         }
     }
+    // The lane was closed because its channel was deleted: drop the series its last
+    // callbacks may have brought back.
+    inner.metrics.forget(&channel_id);
 }
 
 /// Makes one POST; a non-2xx answer is an error.

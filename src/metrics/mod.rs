@@ -1,5 +1,10 @@
 //! Per-channel rates (API.md 4.3): counts per time bucket of `metric_window` seconds; a rate
-//! is the count of the previous, complete bucket divided by the window.
+//! is the count of the previous, complete bucket divided by the window. These live in the
+//! Store, so every process sharing it sees the same rates.
+//!
+//! [`exporter`]: the Prometheus metrics of this process (`GET /metrics`).
+pub mod exporter;
+
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

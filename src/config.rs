@@ -90,6 +90,29 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The production queue backend and the AMQP integration (table `[amqp]`).
     pub amqp: AmqpConfig,
+    /// What `GET /health` checks (table `[health]`).
+    pub health: HealthConfig,
+}
+
+/// Health checks (table `[health]`, variables `JUNEBUG_HEALTH__*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Seconds a channel may have messages waiting without settling any before `GET /health`
+    /// calls its queue stuck (`JUNEBUG_HEALTH__STUCK_AFTER`), greater than 0. Default 60.0.
+    pub stuck_after: f64,
+}
+
+fn default_stuck_after() -> f64 {
+    60.0
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            stuck_after: default_stuck_after(),
+        }
+    }
 }
 
 /// Redis, the production Store (table `[redis]`, variables `JUNEBUG_REDIS__*`).
@@ -289,6 +312,7 @@ impl Default for Config {
             supervisor: SupervisorConfig::default(),
             redis: RedisConfig::default(),
             amqp: AmqpConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -353,6 +377,7 @@ impl Config {
             sup.restart_backoff_initial,
         )?;
         positive_seconds("supervisor.restart_backoff_max", sup.restart_backoff_max)?;
+        positive_seconds("health.stuck_after", self.health.stuck_after)?;
         if sup.restart_backoff_max < sup.restart_backoff_initial {
             return Err(invalid(
                 "supervisor.restart_backoff_max",

@@ -169,6 +169,8 @@ pub async fn start(
             max_body_size: config.max_body_size,
             allow_expired_replies: config.allow_expired_replies,
             metric_window: config.metric_window,
+            production: config.production_urls()?.is_some(),
+            stuck_after: Duration::from_secs_f64(config.health.stuck_after),
         },
     });
     let bind_addr = (config.interface.clone(), config.port);

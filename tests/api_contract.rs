@@ -282,10 +282,14 @@ async fn routing_errors_and_trailing_slashes(backend) {
 
     for path in ["/health", "/health/"] {
         let (status, env) = api.get(path).await;
-        assert_eq!(
-            (status, &env["description"], &env["result"]),
-            (200, &json!("health ok"), &json!({}))
-        );
+        assert_eq!(status, 200, "{env}");
+        match backend {
+            // As the original without a RabbitMQ management interface.
+            common::Backend::Embedded => {
+                assert_eq!((&env["description"], &env["result"]), (&json!("health ok"), &json!({})))
+            }
+            common::Backend::Production => assert_eq!(env["description"], "queues ok"),
+        }
     }
     let id = api.create_channel(telnet_channel(json!({}))).await;
     for path in [

@@ -163,6 +163,7 @@ fn every_option_is_overridable_by_a_junebug_variable() {
             json!("amqp://a:5672/%2f"),
         ),
         ("JUNEBUG_AMQP__QUEUE_PREFIX", "jb.", json!("jb.")),
+        ("JUNEBUG_HEALTH__STUCK_AFTER", "5", json!(5.0)),
     ];
     // The two production URLs are only valid together: each is tested with the other set.
     let partner = |var: &str| match var {

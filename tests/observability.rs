@@ -126,3 +126,60 @@ async fn requests_and_channel_lifecycle_are_logged(backend) {
     assert_eq!(lifecycle, expected);
 }
 }
+
+/// With the production backends, health reports both backends and each queue; a queue with
+/// messages its channel does not move is stuck, and health answers 500.
+#[actix_rt::test]
+async fn health_reports_backends_and_stuck_queues() {
+    let deployment = Deployment::new(common::Backend::Production);
+    let daemon = deployment.start();
+    let api = Api::new(&daemon.url);
+    let (status, env) = api.get("/health").await;
+    assert_eq!(
+        (status, &env["description"]),
+        (200, &json!("queues ok")),
+        "{env}"
+    );
+    assert_eq!(
+        env["result"]["backends"],
+        json!([{"name": "redis", "ok": true}, {"name": "rabbitmq", "ok": true}])
+    );
+
+    // A channel that cannot listen (its port is taken) never moves its queue.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let id = api
+        .create_channel(json!({"type": "telnet",
+                               "config": {"twisted_endpoint": format!("tcp:port={port}:interface=127.0.0.1")}}))
+        .await;
+    let (_, env) = api.get("/health").await;
+    let entries = env["result"]["queues"].as_array().unwrap().clone();
+    assert!(
+        entries.iter().all(|q| q["stuck"] == false),
+        "empty queues are not stuck: {env}"
+    );
+    api.post(
+        &format!("/channels/{id}/messages/"),
+        json!({"to": "x", "content": "waits"}),
+    )
+    .await;
+    let (status, env) = api.get("/health").await;
+    assert_eq!(
+        (status, &env["description"]),
+        (500, &json!("queues stuck")),
+        "{env}"
+    );
+    assert_eq!(env["code"], "Internal Server Error");
+    let bulk = env["result"]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == format!("{id}.bulk"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&bulk["messages"], &bulk["stuck"]),
+        (&json!(1), &json!(true))
+    );
+    drop(taken);
+}

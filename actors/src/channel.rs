@@ -82,6 +82,9 @@ pub struct ChannelLoad {
     pub held: usize,
     /// Handed to the transport, outcome not yet recorded.
     pub sending: usize,
+    /// Time since the channel last settled a message (or started): how long it has made no
+    /// progress, for stuck-queue detection.
+    pub idle_for: Duration,
 }
 
 /// Asks a channel what it holds.
@@ -115,6 +118,8 @@ pub struct ChannelActor {
     /// The current throttle pause; doubles while the provider keeps asking.
     throttle_pause: Duration,
     feed: Option<AbortHandle>,
+    /// When the channel last settled a message, or started.
+    last_progress: Instant,
     /// Set once the actor is on its way out: nothing new is sent.
     stopping: bool,
     /// Set when the actor exits because something failed.
@@ -149,6 +154,7 @@ impl ChannelActor {
             throttled_until: None,
             throttle_pause: Duration::ZERO,
             feed: None,
+            last_progress: Instant::now(),
             stopping: false,
             failure: None,
             stopped_on_request: false,
@@ -331,6 +337,7 @@ impl ChannelActor {
         };
         ctx.spawn(recorded.into_actor(self).map(move |acked, act, ctx| {
             act.in_flight.remove(&send_no);
+            act.last_progress = Instant::now();
             if let Err(e) = acked {
                 act.log(LogRecord::error(format!("Cannot ack a sent message: {e}")));
             }
@@ -459,6 +466,7 @@ impl Handler<GetLoad> for ChannelActor {
         MessageResult(ChannelLoad {
             held: self.mailbox.total(),
             sending: self.in_flight.len(),
+            idle_for: self.last_progress.elapsed(),
         })
     }
 }

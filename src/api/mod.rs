@@ -20,6 +20,7 @@ pub mod body;
 pub mod channels;
 pub mod envelope;
 pub mod errors;
+pub mod health;
 pub mod messages;
 pub mod observe;
 pub mod queue;
@@ -38,6 +39,10 @@ pub struct ApiSettings {
     pub allow_expired_replies: bool,
     /// Rate bucket size, seconds.
     pub metric_window: f64,
+    /// Whether Junebug runs on Redis + RabbitMQ (health then checks them).
+    pub production: bool,
+    /// How long a queue may wait without progress before health calls it stuck.
+    pub stuck_after: std::time::Duration,
 }
 
 /// What every handler can reach.
@@ -70,10 +75,6 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
-async fn health() -> HttpResponse {
-    envelope::ok("health ok", serde_json::json!({}))
-}
-
 /// Registers every route on an actix-web app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let resource =
@@ -101,7 +102,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         resource("/channels/{channel_id}/messages/{message_id}")
             .route(web::get().to(messages::status)),
     )
-    .service(resource("/health").route(web::get().to(health)))
+    .service(resource("/health").route(web::get().to(health::health)))
     .service(resource("/metrics").route(web::get().to(observe::metrics)))
     .default_service(web::to(not_found));
 }

@@ -190,6 +190,13 @@ async fn declare_passive(
 
 #[async_trait]
 impl Queue for AmqpQueue {
+    async fn ping(&self) -> Result<(), BackendError> {
+        // A channel round trip proves the broker answers, not just that a socket is open.
+        let channel = self.link.channel().await?;
+        let _ = channel.close(200, "health check".into()).await;
+        Ok(())
+    }
+
     async fn enqueue(
         &self,
         channel_id: &str,

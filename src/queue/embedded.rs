@@ -147,6 +147,10 @@ impl EmbeddedQueue {
 
 #[async_trait]
 impl Queue for EmbeddedQueue {
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.db.call(|conn| conn.execute_batch("SELECT 1")).await
+    }
+
     async fn enqueue(
         &self,
         channel_id: &str,

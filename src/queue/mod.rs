@@ -28,6 +28,9 @@ pub struct LaneLengths {
 /// The queue backend.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
+    /// Whether the backend answers (for `GET /health`).
+    async fn ping(&self) -> Result<(), BackendError>;
+
     /// Adds a message to a channel's queue; returns once it is durable.
     async fn enqueue(
         &self,

@@ -95,6 +95,10 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl Store for EmbeddedStore {
+    async fn ping(&self) -> Result<(), BackendError> {
+        self.db.call(|conn| conn.execute_batch("SELECT 1")).await
+    }
+
     async fn save_channel(&self, id: &str, props: &ChannelProperties) -> Result<(), BackendError> {
         let (id, props) = (id.to_owned(), to_json(props)?);
         self.db

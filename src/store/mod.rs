@@ -49,6 +49,9 @@ pub struct Tally<'a> {
 /// The state backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Whether the backend answers (for `GET /health`).
+    async fn ping(&self) -> Result<(), BackendError>;
+
     /// Creates or replaces a channel.
     async fn save_channel(&self, id: &str, props: &ChannelProperties) -> Result<(), BackendError>;
     /// One channel's properties.

@@ -281,6 +281,13 @@ fn redact(url: &str) -> String {
 
 #[async_trait]
 impl Store for RedisStore {
+    async fn ping(&self) -> Result<(), BackendError> {
+        let _: String = self
+            .query(&redis::cmd("PING"), || "cannot reach Redis".to_owned())
+            .await?;
+        Ok(())
+    }
+
     /// One atomic pipeline, so no process ever sees the id without its properties.
     async fn save_channel(&self, id: &str, props: &ChannelProperties) -> Result<(), BackendError> {
         let pipe = redis::pipe()

@@ -9,6 +9,7 @@ use junebug_actors::ports::{ChannelHost, LogRecord, OutboundConsumer, PortError}
 use serde_json::Value;
 
 use crate::delivery::amqp::AmqpApps;
+use crate::delivery::template::{CallbackMethod, TemplateKind, TemplateValues, UrlTemplate};
 use crate::delivery::{Callback, Callbacks};
 use crate::logs::ChannelLogs;
 use crate::metrics;
@@ -44,6 +45,17 @@ pub struct Host {
 /// A string property of a channel, if set.
 fn text<'a>(props: &'a ChannelProperties, key: &str) -> Option<&'a str> {
     props.get(key).and_then(Value::as_str)
+}
+
+/// A stored callback URL expanded for one callback. URLs are checked when they are set; one
+/// stored before templates existed that does not parse is used as written.
+fn expand(url: &str, kind: TemplateKind, values: &TemplateValues<'_>) -> String {
+    UrlTemplate::parse("url", url, kind).map_or_else(|_| url.to_owned(), |t| t.expand(values))
+}
+
+/// A stored callback method (checked when set; absent or unreadable: POST).
+fn method(value: Option<&Value>) -> CallbackMethod {
+    CallbackMethod::parse("method", value.unwrap_or(&Value::Null)).unwrap_or_default()
 }
 
 /// Whether the channel forwards inbound traffic (API.md 4.1: decided by key presence).
@@ -128,13 +140,15 @@ impl Host {
                         Some(secret) => Some(secret),
                         None => self.channel_secret(channel_id).await,
                     };
+                    let values = TemplateValues::event(channel_id, event, Some(&record.message));
                     let callback = Callback {
-                        url,
+                        url: expand(&url, TemplateKind::Event, &values),
                         token: record.event_auth_token,
                         body: wire::event_json(channel_id, event),
                         what: "event",
                         secret,
                         message_id: Some(event.user_message_id.clone()),
+                        method: method(record.event_url_method.as_ref()),
                     };
                     self.callbacks.post(channel_id, callback);
                 }
@@ -175,13 +189,15 @@ impl ChannelHost for Host {
             self.count(channel_id, "inbound").await;
         }
         if let Some(url) = text(&props, "mo_url") {
+            let values = TemplateValues::inbound(channel_id, &message);
             let callback = Callback {
-                url: url.to_owned(),
+                url: expand(url, TemplateKind::Inbound, &values),
                 token: text(&props, "mo_url_auth_token").map(str::to_owned),
                 body: wire::message_json(&message),
                 what: "inbound message",
                 secret: text(&props, "callback_secret").map(str::to_owned),
                 message_id: Some(message.message_id.clone()),
+                method: method(props.get("mo_url_method")),
             };
             self.callbacks.post(channel_id, callback);
         }
@@ -203,13 +219,15 @@ impl ChannelHost for Host {
         match self.store.load_channel(channel_id).await {
             Ok(Some(props)) => {
                 if let Some(url) = text(&props, "status_url") {
+                    let values = TemplateValues::status_event(channel_id, &status);
                     let callback = Callback {
-                        url: url.to_owned(),
+                        url: expand(url, TemplateKind::Status, &values),
                         token: None,
                         body: wire::status_json(channel_id, &status),
                         what: "status",
                         secret: text(&props, "callback_secret").map(str::to_owned),
                         message_id: None,
+                        method: method(props.get("status_url_method")),
                     };
                     self.callbacks.post(channel_id, callback);
                 }

@@ -134,4 +134,73 @@ async fn a_hanging_mo_url_does_not_delay_other_channels(backend) {
     }
     drop(hang);
 }
+
+/// Callback URLs are templates: `{name}` placeholders and Kannel's `%` escapes are filled in
+/// (URL-encoded) per callback, and a channel may ask for GET with the values in the query.
+async fn callback_urls_are_templates(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
+    let api = Api::new(&daemon.url);
+    let mut app = CallbackServer::start().await;
+    let port = common::free_port();
+    let mo_url = format!("{}/mo/{{channel_id}}?from={{from}}&session={{session_event}}&p=%p", app.url);
+    let id = api
+        .create_channel(json!({"type": "telnet", "mo_url": mo_url, "mo_url_method": "GET",
+                               "config": {"twisted_endpoint": format!("tcp:{port}")}}))
+        .await;
+    let mut client = TelnetClient::connect_when_ready(port).await;
+    let new = app.next().await;
+    let from = client.local_addr.replace(':', "%3A");
+    assert_eq!(new.method, "GET");
+    assert!(new.path.starts_with(&format!("/mo/{id}?from={from}&session=new&p={from}&")), "{}", new.path);
+    assert!(new.path.contains("&content=&"), "the body's fields are in the query: {}", new.path);
+
+    let event_url = format!("{}/ev/{{event_type}}/{{message_id}}?dlr=%d&to={{to}}", app.url);
+    let (status, env) = api
+        .post(&format!("/channels/{id}/messages/"),
+              json!({"to": client.local_addr, "content": "hi there", "event_url": event_url}))
+        .await;
+    assert_eq!(status, 201, "{env}");
+    client.read_line().await;
+    let event = app.next().await;
+    let message_id = env["result"]["message_id"].as_str().unwrap();
+    assert_eq!(event.method, "POST");
+    assert_eq!(event.path, format!("/ev/submitted/{message_id}?dlr=8&to={from}"));
+    assert_eq!(event.body["event_type"], "submitted");
+}
+
+/// A template with an unknown placeholder or escape, or an unknown method, is refused when
+/// it is set, with a 400 naming the field; nothing is stored.
+async fn bad_templates_are_refused_when_set(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start();
+    let api = Api::new(&daemon.url);
+    let base = json!({"type": "telnet", "config": {"twisted_endpoint": "tcp:0"}});
+    let with = |key: &str, value: serde_json::Value| {
+        let mut body = base.clone();
+        body[key] = value;
+        body
+    };
+    for (body, field) in [
+        (with("mo_url", json!("http://127.0.0.1/mo?x={frm}")), "mo_url"),
+        (with("status_url", json!("http://127.0.0.1/s?x=%x")), "status_url"),
+        (with("mo_url_method", json!("PUT")), "mo_url_method"),
+    ] {
+        let (status, env) = api.post("/channels/", body).await;
+        assert_eq!(status, 400, "{env}");
+        let message = env["result"]["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{message}");
+    }
+    let (_, env) = api.get("/channels/").await;
+    assert_eq!(env["result"], json!([]));
+    let id = api.create_channel(base.clone()).await;
+    let (status, env) = api
+        .post(&format!("/channels/{id}/messages/"),
+              json!({"to": "x", "content": "c", "event_url": "http://127.0.0.1/e/{nope}"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(env["result"]["errors"][0]["message"].as_str().unwrap().starts_with("event_url"));
+    let (status, _) = api.post(&format!("/channels/{id}"), json!({"mo_url": "http://127.0.0.1/{to"})).await;
+    assert_eq!(status, 400, "unclosed placeholder");
+}
 }

@@ -151,6 +151,7 @@ fn outbound(channel_id: &str) -> OutboundRecord {
         event_url: Some("http://127.0.0.1:9/events".to_owned()),
         event_auth_token: Some("token".to_owned()),
         callback_secret: Some("s3cret".to_owned()),
+        event_url_method: Some(json!("GET")),
     }
 }
 
@@ -348,6 +349,7 @@ store_tests! {
                 event_url: None,
                 event_auth_token: None,
                 callback_secret: None,
+                event_url_method: None,
             };
             store.accept_outbound(&id, &record, LONG_TTL, tally(LONG_TTL)).await.unwrap();
             let loaded = store.load_outbound(&id, &record.message.message_id).await.unwrap();

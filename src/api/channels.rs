@@ -13,6 +13,7 @@ use super::envelope::{created, ok};
 use super::errors::ApiError;
 use super::validation::{validate, CHANNEL_CREATE, CHANNEL_UPDATE};
 use super::{ApiState, State};
+use crate::delivery::template::{CallbackMethod, TemplateKind, UrlTemplate};
 use crate::host::Host;
 use crate::metrics;
 use crate::store::ChannelProperties;
@@ -84,6 +85,23 @@ pub fn attach_apps(host: &Host, id: &str, props: &ChannelProperties) {
     }
 }
 
+/// Checks the channel's callback URL templates and methods, naming the field on error.
+fn check_callbacks(props: &ChannelProperties) -> Result<(), ApiError> {
+    for (field, kind) in [
+        ("mo_url", TemplateKind::Inbound),
+        ("status_url", TemplateKind::Status),
+    ] {
+        if let Some(url) = props.get(field).and_then(Value::as_str) {
+            UrlTemplate::parse(field, url, kind).map_err(|e| ApiError::ApiUsage(e.to_string()))?;
+        }
+    }
+    for field in ["mo_url_method", "status_url_method"] {
+        let method = props.get(field).unwrap_or(&Value::Null);
+        CallbackMethod::parse(field, method).map_err(|e| ApiError::ApiUsage(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Loads a channel or answers 404.
 pub async fn find_channel(state: &ApiState, id: &str) -> Result<ChannelProperties, ApiError> {
     state
@@ -144,6 +162,7 @@ pub async fn create(
     let props = into_object(body);
     check_type_and_config(&state, &props)?;
     check_amqp_queue(&state, &props)?;
+    check_callbacks(&props)?;
     let id = uuid::Uuid::new_v4().to_string();
     state.host.store.save_channel(&id, &props).await?;
     start(&state, StartChannel(channel_spec(&id, &props))).await;
@@ -182,6 +201,7 @@ pub async fn update(
     props.extend(into_object(body));
     check_type_and_config(&state, &props)?;
     check_amqp_queue(&state, &props)?;
+    check_callbacks(&props)?;
     state.host.store.save_channel(&id, &props).await?;
     let _ = state
         .supervisor

@@ -12,6 +12,7 @@ use super::envelope::{created, ok};
 use super::errors::ApiError;
 use super::validation::{validate, MESSAGE_SEND};
 use super::State;
+use crate::delivery::template::{CallbackMethod, TemplateKind, UrlTemplate};
 use crate::store::OutboundRecord;
 use crate::wire;
 
@@ -26,6 +27,7 @@ struct SendRequest {
     event_url: Option<String>,
     event_auth_token: Option<String>,
     callback_secret: Option<String>,
+    event_url_method: Option<Value>,
     priority: Option<Value>,
     #[serde(default)]
     channel_data: Map<String, Value>,
@@ -103,6 +105,13 @@ pub async fn send(
     validate(&MESSAGE_SEND, &body)?;
     let req: SendRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::ApiUsage(format!("unreadable message: {e}")))?;
+    if let Some(url) = &req.event_url {
+        UrlTemplate::parse("event_url", url, TemplateKind::Event)
+            .map_err(|e| ApiError::ApiUsage(e.to_string()))?;
+    }
+    let event_method = req.event_url_method.as_ref().unwrap_or(&Value::Null);
+    CallbackMethod::parse("event_url_method", event_method)
+        .map_err(|e| ApiError::ApiUsage(e.to_string()))?;
     let props = find_channel(&state, &channel_id).await?;
     if req.to.is_none() && req.reply_to.is_none() {
         return Err(ApiError::ApiUsage(
@@ -140,6 +149,7 @@ pub async fn send(
         event_url: req.event_url.clone(),
         event_auth_token: req.event_auth_token.clone(),
         callback_secret: req.callback_secret.clone(),
+        event_url_method: req.event_url_method.clone().filter(|m| !m.is_null()),
     };
     // The record first: if we die before queueing, it is an orphan nobody waits for.
     let tally = state.host.tally("outbound");

@@ -69,6 +69,7 @@ pub static MESSAGE_SEND: LazyLock<Validator> = LazyLock::new(|| {
             "event_url": {"type": "string"},
             "event_auth_token": {"type": "string"},
             "callback_secret": {"type": "string", "minLength": 1},
+            "event_url_method": {"type": ["string", "null"]},
             "priority": {"anyOf": [
                 {"type": "integer", "minimum": 1, "maximum": 5},
                 {"type": "string", "enum": ["1", "2", "3", "4", "5", "bulk", "realtime"]},

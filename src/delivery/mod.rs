@@ -27,6 +27,7 @@ use url::Url;
 use crate::logs::ChannelLogs;
 use crate::metrics::exporter::Metrics;
 use junebug_actors::ports::LogRecord;
+use template::{query_url, CallbackMethod};
 
 /// One POST to make.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct Callback {
     pub secret: Option<String>,
     /// The message it is about, for the channel log.
     pub message_id: Option<String>,
+    /// POST the JSON body (the default), or GET with its fields in the query.
+    pub method: CallbackMethod,
 }
 
 /// Posts callbacks, in order per lane.
@@ -122,7 +125,8 @@ async fn run_lane(
             .map(|id| format!(" for message {id}"))
             .unwrap_or_default();
         let line = format!(
-            "POST {} ({}{about}, attempt 1): {} in {} ms",
+            "{} {} ({}{about}, attempt 1): {} in {} ms",
+            callback.method.as_str(),
             redact(&callback.url),
             callback.what,
             outcome
@@ -153,11 +157,31 @@ async fn run_lane(
     inner.metrics.forget(&channel_id);
 }
 
-/// Makes one POST; a non-2xx answer is an error.
+/// Makes one request; a non-2xx answer is an error.
 async fn send(client: &reqwest::Client, callback: &Callback) -> Result<u16, String> {
-    let (url, basic) = split_credentials(&callback.url).map_err(|e| format!("bad URL: {e}"))?;
-    let body = serde_json::to_vec(&callback.body).map_err(|e| e.to_string())?;
-    let mut request = client.post(url).header("Content-Type", "application/json");
+    let url = match callback.method {
+        CallbackMethod::Post => callback.url.clone(),
+        CallbackMethod::Get => query_url(&callback.url, &callback.body),
+    };
+    let (url, basic) = split_credentials(&url).map_err(|e| format!("bad URL: {e}"))?;
+    // What the signature covers: the body of a POST, the path and query of a GET.
+    let (mut request, signed) = match callback.method {
+        CallbackMethod::Post => {
+            let body = serde_json::to_vec(&callback.body).map_err(|e| e.to_string())?;
+            let request = client
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+            (request, body)
+        }
+        CallbackMethod::Get => {
+            let target = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            (client.get(url), target.into_bytes())
+        }
+    };
     if let Some(secret) = &callback.secret {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -165,7 +189,7 @@ async fn send(client: &reqwest::Client, callback: &Callback) -> Result<u16, Stri
             .as_secs();
         request = request.header(
             signing::SIGNATURE_HEADER,
-            signing::signature(secret, now, &body),
+            signing::signature(secret, now, &signed),
         );
     }
     if let Some(token) = &callback.token {
@@ -173,7 +197,7 @@ async fn send(client: &reqwest::Client, callback: &Callback) -> Result<u16, Stri
     } else if let Some((user, password)) = basic {
         request = request.basic_auth(user, password);
     }
-    let response = request.body(body).send().await.map_err(|e| e.to_string())?;
+    let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status();
     if status.is_success() {
         Ok(status.as_u16())

@@ -33,6 +33,9 @@ pub struct OutboundRecord {
     /// Signs its event callbacks (instead of the channel's `callback_secret`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_secret: Option<String>,
+    /// `"GET"` or `"POST"` (the default) for its event callbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_url_method: Option<Value>,
 }
 
 /// One occurrence to count for a rate: `label` in time bucket `bucket`, kept for `ttl`.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::delivery::amqp::AmqpApps;
 use crate::delivery::template::{CallbackMethod, TemplateKind, TemplateValues, UrlTemplate};
-use crate::delivery::{Callback, Callbacks};
+use crate::delivery::{Callback, CallbackKind, Callbacks};
 use crate::logs::ChannelLogs;
 use crate::metrics;
 use crate::metrics::exporter::Metrics;
@@ -145,7 +145,7 @@ impl Host {
                         url: expand(&url, TemplateKind::Event, &values),
                         token: record.event_auth_token,
                         body: wire::event_json(channel_id, event),
-                        what: "event",
+                        what: CallbackKind::Event,
                         secret,
                         message_id: Some(event.user_message_id.clone()),
                         method: method(record.event_url_method.as_ref()),
@@ -194,7 +194,7 @@ impl ChannelHost for Host {
                 url: expand(url, TemplateKind::Inbound, &values),
                 token: text(&props, "mo_url_auth_token").map(str::to_owned),
                 body: wire::message_json(&message),
-                what: "inbound message",
+                what: CallbackKind::Inbound,
                 secret: text(&props, "callback_secret").map(str::to_owned),
                 message_id: Some(message.message_id.clone()),
                 method: method(props.get("mo_url_method")),
@@ -224,7 +224,7 @@ impl ChannelHost for Host {
                         url: expand(url, TemplateKind::Status, &values),
                         token: None,
                         body: wire::status_json(channel_id, &status),
-                        what: "status",
+                        what: CallbackKind::Status,
                         secret: text(&props, "callback_secret").map(str::to_owned),
                         message_id: None,
                         method: method(props.get("status_url_method")),

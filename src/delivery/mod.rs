@@ -13,6 +13,7 @@
 //! - [`template`]: URL templates and the callback method;
 //! - [`signing`]: the optional HMAC signature.
 pub mod amqp;
+pub mod outbox;
 pub mod signing;
 pub mod template;
 
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use url::Url;
@@ -29,8 +31,31 @@ use crate::metrics::exporter::Metrics;
 use junebug_actors::ports::LogRecord;
 use template::{query_url, CallbackMethod};
 
-/// One POST to make.
-#[derive(Debug, Clone)]
+/// What a callback carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackKind {
+    /// An inbound message, to `mo_url`.
+    Inbound,
+    /// An event, to the message's `event_url`.
+    Event,
+    /// A status event, to `status_url`.
+    Status,
+}
+
+impl CallbackKind {
+    /// Its name in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackKind::Inbound => "inbound message",
+            CallbackKind::Event => "event",
+            CallbackKind::Status => "status",
+        }
+    }
+}
+
+/// One callback to make (kept in the outbox until delivered or dead-lettered).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Callback {
     /// Where to.
     pub url: String,
@@ -38,8 +63,8 @@ pub struct Callback {
     pub token: Option<String>,
     /// The JSON body.
     pub body: Value,
-    /// What it is, for logs: `inbound message`, `event`, `status`.
-    pub what: &'static str,
+    /// What it carries.
+    pub what: CallbackKind,
     /// Signs the callback when set.
     pub secret: Option<String>,
     /// The message it is about, for the channel log.
@@ -128,7 +153,7 @@ async fn run_lane(
             "{} {} ({}{about}, attempt 1): {} in {} ms",
             callback.method.as_str(),
             redact(&callback.url),
-            callback.what,
+            callback.what.as_str(),
             outcome
                 .as_ref()
                 .map_or_else(|e| e.clone(), |status| status.to_string()),
@@ -142,7 +167,7 @@ async fn run_lane(
         inner
             .metrics
             .callbacks
-            .with_label_values(&[channel_id.as_str(), callback.what, result])
+            .with_label_values(&[channel_id.as_str(), callback.what.as_str(), result])
             .inc();
         match outcome {
             Ok(_) => inner.logs.push(&channel_id, LogRecord::info(line)),

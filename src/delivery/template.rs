@@ -868,7 +868,8 @@ fn is_gsm7(c: char) -> bool {
 }
 
 /// How a callback is made.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum CallbackMethod {
     /// `POST` with the JSON body (API.md 10), the default.
     #[default]

@@ -1,0 +1,1 @@
+//! Embedded outbox: being written.

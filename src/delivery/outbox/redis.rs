@@ -1,0 +1,1 @@
+//! Redis outbox: being written.

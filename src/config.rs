@@ -92,6 +92,53 @@ pub struct Config {
     pub amqp: AmqpConfig,
     /// What `GET /health` checks (table `[health]`).
     pub health: HealthConfig,
+    /// How callbacks are retried (table `[callbacks]`).
+    pub callbacks: CallbacksConfig,
+    /// This process's name among the Junebug processes sharing Redis: it owns the callbacks
+    /// it accepted (`JUNEBUG_NODE_ID`). Empty (the default): `<hostname>:<port>`.
+    pub node_id: String,
+}
+
+/// Callback retries (table `[callbacks]`, variables `JUNEBUG_CALLBACKS__*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// Attempts per callback, the first included (`JUNEBUG_CALLBACKS__MAX_ATTEMPTS`), at
+    /// least 1. Default 8.
+    pub max_attempts: u32,
+    /// Seconds after which a failing callback is given up (`JUNEBUG_CALLBACKS__MAX_AGE`),
+    /// greater than 0. Default 3600.
+    pub max_age: f64,
+    /// Seconds before the first retry; doubles per failure (`JUNEBUG_CALLBACKS__RETRY_INITIAL`),
+    /// greater than 0. Default 30.
+    pub retry_initial: f64,
+    /// Longest wait in seconds between two attempts (`JUNEBUG_CALLBACKS__RETRY_MAX`), at least
+    /// `retry_initial`. Default 1800.
+    pub retry_max: f64,
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_max_age() -> f64 {
+    3600.0
+}
+fn default_retry_initial() -> f64 {
+    30.0
+}
+fn default_retry_max() -> f64 {
+    1800.0
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            max_age: default_max_age(),
+            retry_initial: default_retry_initial(),
+            retry_max: default_retry_max(),
+        }
+    }
 }
 
 /// Health checks (table `[health]`, variables `JUNEBUG_HEALTH__*`).
@@ -313,6 +360,8 @@ impl Default for Config {
             redis: RedisConfig::default(),
             amqp: AmqpConfig::default(),
             health: HealthConfig::default(),
+            callbacks: CallbacksConfig::default(),
+            node_id: String::new(),
         }
     }
 }
@@ -378,6 +427,20 @@ impl Config {
         )?;
         positive_seconds("supervisor.restart_backoff_max", sup.restart_backoff_max)?;
         positive_seconds("health.stuck_after", self.health.stuck_after)?;
+        let callbacks = &self.callbacks;
+        at_least_one("callbacks.max_attempts", u64::from(callbacks.max_attempts))?;
+        positive_seconds("callbacks.max_age", callbacks.max_age)?;
+        positive_seconds("callbacks.retry_initial", callbacks.retry_initial)?;
+        positive_seconds("callbacks.retry_max", callbacks.retry_max)?;
+        if callbacks.retry_max < callbacks.retry_initial {
+            return Err(invalid(
+                "callbacks.retry_max",
+                format!(
+                    "must be at least callbacks.retry_initial ({}), got {}",
+                    callbacks.retry_initial, callbacks.retry_max
+                ),
+            ));
+        }
         if sup.restart_backoff_max < sup.restart_backoff_initial {
             return Err(invalid(
                 "supervisor.restart_backoff_max",

@@ -150,7 +150,7 @@ impl Host {
                         message_id: Some(event.user_message_id.clone()),
                         method: method(record.event_url_method.as_ref()),
                     };
-                    self.callbacks.post(channel_id, callback);
+                    self.callbacks.post(channel_id, callback).await;
                 }
             }
             Ok(None) => {} // not sent through the API, or older than outbound_message_ttl
@@ -199,7 +199,7 @@ impl ChannelHost for Host {
                 message_id: Some(message.message_id.clone()),
                 method: method(props.get("mo_url_method")),
             };
-            self.callbacks.post(channel_id, callback);
+            self.callbacks.post(channel_id, callback).await;
         }
         if let (Some(apps), Some(amqp_queue)) = (self.apps.as_deref(), text(&props, "amqp_queue")) {
             if let Err(e) = apps.publish_inbound(amqp_queue, &message).await {
@@ -229,7 +229,7 @@ impl ChannelHost for Host {
                         message_id: None,
                         method: method(props.get("status_url_method")),
                     };
-                    self.callbacks.post(channel_id, callback);
+                    self.callbacks.post(channel_id, callback).await;
                 }
             }
             Ok(None) => {}

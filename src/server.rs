@@ -13,7 +13,11 @@ use crate::api::{self, ApiSettings, ApiState};
 use crate::backend::BackendError;
 use crate::config::{Config, ConfigError};
 use crate::delivery::amqp::AmqpApps;
-use crate::delivery::Callbacks;
+use crate::delivery::outbox::embedded::{self as embedded_outbox, EmbeddedOutbox};
+use crate::delivery::outbox::redis::RedisOutbox;
+use crate::delivery::outbox::Outbox;
+use crate::delivery::retry::RetryPolicy;
+use crate::delivery::{Callbacks, DeliverySettings};
 use crate::host::{Host, HostSettings};
 use crate::logs::ChannelLogs;
 use crate::metrics::exporter::Metrics;
@@ -47,11 +51,23 @@ pub enum StartError {
     Config(#[from] ConfigError),
 }
 
-/// The Store, the Queue and, in production, the RabbitMQ link.
+/// The Store, the Queue, the callback outbox and, in production, the RabbitMQ link.
 struct Backends {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
+    outbox: Arc<dyn Outbox>,
     link: Option<AmqpLink>,
+}
+
+/// This process's node id: `node_id`, or `<hostname>:<port>`.
+fn node_id(config: &Config) -> String {
+    if !config.node_id.is_empty() {
+        return config.node_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{}", config.port)
 }
 
 /// Opens Redis + RabbitMQ when both are configured, else the embedded SQLite backend (and
@@ -59,22 +75,31 @@ struct Backends {
 async fn open_backends(config: &Config, logger: &slog::Logger) -> Result<Backends, StartError> {
     if let Some((redis_url, amqp_url)) = config.production_urls()? {
         let store = RedisStore::connect(redis_url, &config.redis.key_prefix).await?;
+        let node = node_id(config);
+        let outbox = RedisOutbox::connect(redis_url, &config.redis.key_prefix, &node).await?;
         let link = AmqpLink::connect(amqp_url).await?;
-        slog::info!(logger, "Using the production backends: Redis and RabbitMQ");
+        slog::info!(logger, "Using the production backends: Redis and RabbitMQ"; "node_id" => &node);
         return Ok(Backends {
             store: Arc::new(store),
             queue: Arc::new(AmqpQueue::new(link.clone(), &config.amqp.queue_prefix)),
+            outbox: Arc::new(outbox),
             link: Some(link),
         });
     }
-    let schema = [embedded_store::SCHEMA, embedded_queue::SCHEMA].concat();
+    let schema = [
+        embedded_store::SCHEMA,
+        embedded_queue::SCHEMA,
+        embedded_outbox::SCHEMA,
+    ]
+    .concat();
     let db = Arc::new(Database::open(&config.data_dir, &schema)?);
     let store = Arc::new(EmbeddedStore::new(db.clone()));
     actix_rt::spawn(sweep(store.clone(), logger.clone()));
     slog::info!(logger, "Using the embedded backend"; "data_dir" => %config.data_dir.display());
     Ok(Backends {
         store,
-        queue: Arc::new(EmbeddedQueue::new(db)),
+        queue: Arc::new(EmbeddedQueue::new(db.clone())),
+        outbox: Arc::new(EmbeddedOutbox::new(db)),
         link: None,
     })
 }
@@ -116,8 +141,18 @@ pub async fn start(
     let apps = backends
         .link
         .map(|link| Arc::new(AmqpApps::new(link, backends.queue.clone(), logs.clone())));
+    let delivery = DeliverySettings {
+        timeout: Duration::from_secs_f64(config.callback_timeout),
+        policy: RetryPolicy {
+            max_attempts: config.callbacks.max_attempts,
+            max_age: Duration::from_secs_f64(config.callbacks.max_age),
+            initial: Duration::from_secs_f64(config.callbacks.retry_initial),
+            max_delay: Duration::from_secs_f64(config.callbacks.retry_max),
+        },
+    };
     let callbacks = Callbacks::new(
-        Duration::from_secs_f64(config.callback_timeout),
+        delivery,
+        backends.outbox,
         logs.clone(),
         metrics.clone(),
         logger.clone(),
@@ -149,6 +184,8 @@ pub async fn start(
     )
     .start();
 
+    let resumed = host.callbacks.resume().await?;
+    slog::info!(logger, "Resumed pending callbacks"; "count" => resumed);
     let channels = host.store.load_channels().await?;
     slog::info!(logger, "Starting stored channels"; "count" => channels.len());
     for (id, props) in &channels {

@@ -164,6 +164,11 @@ fn every_option_is_overridable_by_a_junebug_variable() {
         ),
         ("JUNEBUG_AMQP__QUEUE_PREFIX", "jb.", json!("jb.")),
         ("JUNEBUG_HEALTH__STUCK_AFTER", "5", json!(5.0)),
+        ("JUNEBUG_CALLBACKS__MAX_ATTEMPTS", "3", json!(3)),
+        ("JUNEBUG_CALLBACKS__MAX_AGE", "60", json!(60.0)),
+        ("JUNEBUG_CALLBACKS__RETRY_INITIAL", "0.5", json!(0.5)),
+        ("JUNEBUG_CALLBACKS__RETRY_MAX", "10", json!(10.0)),
+        ("JUNEBUG_NODE_ID", "node-a", json!("node-a")),
     ];
     // The two production URLs are only valid together: each is tested with the other set.
     let partner = |var: &str| match var {

@@ -227,7 +227,7 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
     state.host.store.delete_channel(&id).await?;
     state.host.logs.forget(&id);
     state.host.metrics.forget(&id);
-    state.host.callbacks.close_lane(&id);
+    state.host.callbacks.close_lanes(&id);
     Ok(ok("channel deleted", json!({})))
 }
 

@@ -18,6 +18,7 @@ use crate::host::Host;
 
 pub mod body;
 pub mod channels;
+pub mod dead_letters;
 pub mod envelope;
 pub mod errors;
 pub mod health;
@@ -91,6 +92,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(channels::delete)),
     )
     .service(resource("/channels/{channel_id}/restart").route(web::post().to(channels::restart)))
+    .service(
+        resource("/channels/{channel_id}/dead-letters")
+            .route(web::get().to(dead_letters::list))
+            .route(web::delete().to(dead_letters::purge)),
+    )
+    .service(
+        resource("/channels/{channel_id}/dead-letters/retry")
+            .route(web::post().to(dead_letters::retry)),
+    )
     .service(
         resource("/channels/{channel_id}/queue")
             .route(web::get().to(queue::length))

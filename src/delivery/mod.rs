@@ -1,9 +1,12 @@
 //! Callbacks: everything Junebug POSTs to applications (`mo_url`, `event_url`, `status_url`)
 //! goes through [`Callbacks`], with one shared HTTP client.
 //!
-//! Each callback travels in a *lane* (one per channel here) whose items are posted one after
-//! the other, so a channel's inbound messages and a message's events arrive in the order
-//! they happened. Lanes run side by side, so a slow endpoint holds back only its own lane.
+//! Every callback is first kept in the durable [`outbox`], then travels in a *lane* (one per
+//! channel and destination `host:port`) whose items are delivered one after the other, so the
+//! callbacks to one endpoint (a message's events above all) arrive in the order they happened,
+//! even across retries. Lanes run side by side, so a slow or dead endpoint holds back only its
+//! own lane. A failure that may pass is retried with backoff ([`retry`]); a final one, or the
+//! last attempt, makes the callback a dead letter, kept until re-sent or purged.
 //! Auth follows API.md 10: `user:pass@` in the URL becomes `Authorization: Basic …` (and is
 //! removed from the URL); a token becomes `Authorization: Token <token>` and wins over Basic.
 //! With a secret, callbacks are signed ([`signing`]). Every attempt is written to the channel
@@ -14,6 +17,7 @@
 //! - [`signing`]: the optional HMAC signature.
 pub mod amqp;
 pub mod outbox;
+pub mod retry;
 pub mod signing;
 pub mod template;
 
@@ -26,9 +30,12 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use url::Url;
 
+use crate::backend::BackendError;
 use crate::logs::ChannelLogs;
 use crate::metrics::exporter::Metrics;
 use junebug_actors::ports::LogRecord;
+use outbox::{Outbox, OutboxItem};
+use retry::{Failure, RetryPolicy};
 use template::{query_url, CallbackMethod};
 
 /// What a callback carries.
@@ -73,7 +80,7 @@ pub struct Callback {
     pub method: CallbackMethod,
 }
 
-/// Posts callbacks, in order per lane.
+/// Delivers callbacks: durably queued, in order per lane, retried, dead-lettered.
 #[derive(Clone)]
 pub struct Callbacks {
     inner: Arc<Inner>,
@@ -81,30 +88,61 @@ pub struct Callbacks {
 
 struct Inner {
     client: reqwest::Client,
+    outbox: Arc<dyn Outbox>,
+    policy: RetryPolicy,
     metrics: Arc<Metrics>,
-    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<Callback>>>,
+    /// One lane per channel and destination (`host:port`), so a dead endpoint holds back
+    /// only its own callbacks, and callbacks to one endpoint keep their order.
+    lanes: Mutex<HashMap<(String, String), mpsc::UnboundedSender<OutboxItem>>>,
     runtime: tokio::runtime::Handle,
     logs: Arc<ChannelLogs>,
     logger: slog::Logger,
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// The lane of a callback URL: its channel and its destination.
+fn lane_key(channel_id: &str, url: &str) -> (String, String) {
+    let destination = Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_default();
+    (channel_id.to_owned(), destination)
+}
+
+/// How callbacks are delivered.
+pub struct DeliverySettings {
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// Retries of failed callbacks.
+    pub policy: RetryPolicy,
+}
+
 impl Callbacks {
-    /// Callbacks with `timeout` per request, run on the current runtime (whichever thread
-    /// later asks for a post).
+    /// Callbacks kept in `outbox`, run on the current runtime (whichever thread later asks
+    /// for a post).
     pub fn new(
-        timeout: Duration,
+        settings: DeliverySettings,
+        outbox: Arc<dyn Outbox>,
         logs: Arc<ChannelLogs>,
         metrics: Arc<Metrics>,
         logger: slog::Logger,
     ) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(settings.timeout)
             .user_agent(concat!("junebug/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
         Callbacks {
             inner: Arc::new(Inner {
                 client,
+                outbox,
+                policy: settings.policy,
                 metrics,
                 lanes: Mutex::new(HashMap::new()),
                 runtime: tokio::runtime::Handle::current(),
@@ -114,49 +152,113 @@ impl Callbacks {
         }
     }
 
-    /// Queues `callback` in channel `channel_id`'s lane.
-    pub fn post(&self, channel_id: &str, callback: Callback) {
+    /// Keeps `callback` in the outbox, then queues it in its lane. If the outbox cannot keep
+    /// it (the store is down), it is still delivered, without a durable copy.
+    pub async fn post(&self, channel_id: &str, callback: Callback) {
+        let now = unix_now();
+        let item = OutboxItem {
+            id: junebug_actors::message::new_message_id(),
+            channel_id: channel_id.to_owned(),
+            callback,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            last_error: None,
+        };
+        if let Err(e) = self.inner.outbox.add(&item).await {
+            let text = format!("Cannot keep a callback in the outbox, delivering it anyway: {e}");
+            self.inner.logs.push(channel_id, LogRecord::error(text));
+        }
+        self.queue(item);
+    }
+
+    /// Takes back this process's pending callbacks (at start), in the order they came.
+    pub async fn resume(&self) -> Result<usize, BackendError> {
+        let pending = self.inner.outbox.pending().await?;
+        let count = pending.len();
+        pending.into_iter().for_each(|item| self.queue(item));
+        Ok(count)
+    }
+
+    /// A channel's dead letters, oldest first.
+    pub async fn dead_letters(&self, channel_id: &str) -> Result<Vec<OutboxItem>, BackendError> {
+        self.inner.outbox.dead_letters(channel_id).await
+    }
+
+    /// Sends a channel's dead letters again (each gets a fresh set of attempts).
+    pub async fn retry_dead_letters(&self, channel_id: &str) -> Result<usize, BackendError> {
+        let revived = self.inner.outbox.revive(channel_id).await?;
+        let count = revived.len();
+        revived.into_iter().for_each(|item| self.queue(item));
+        Ok(count)
+    }
+
+    /// Deletes a channel's dead letters.
+    pub async fn purge_dead_letters(&self, channel_id: &str) -> Result<usize, BackendError> {
+        self.inner.outbox.purge_dead(channel_id).await
+    }
+
+    fn queue(&self, item: OutboxItem) {
+        let key = lane_key(&item.channel_id, &item.callback.url);
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        let lane = lanes.entry(channel_id.to_owned()).or_insert_with(|| {
+        let lane = lanes.entry(key.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let inner = self.inner.clone();
             self.inner
                 .runtime
-                .spawn(run_lane(inner, channel_id.to_owned(), rx));
+                .spawn(run_lane(self.inner.clone(), key.0, rx));
             tx
         });
         // The lane task lives as long as its sender, which is in the map.
-        let _ = lane.send(callback);
+        let _ = lane.send(item);
     }
 
-    /// Ends a deleted channel's lane once what it holds is posted.
-    pub fn close_lane(&self, channel_id: &str) {
+    /// Ends a deleted channel's lanes once what they hold is delivered or dead-lettered.
+    pub fn close_lanes(&self, channel_id: &str) {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        lanes.remove(channel_id);
+        lanes.retain(|(channel, _), _| channel != channel_id);
     }
 }
 
 async fn run_lane(
     inner: Arc<Inner>,
     channel_id: String,
-    mut rx: mpsc::UnboundedReceiver<Callback>,
+    mut rx: mpsc::UnboundedReceiver<OutboxItem>,
 ) {
-    while let Some(callback) = rx.recv().await {
+    while let Some(item) = rx.recv().await {
+        deliver(&inner, item).await;
+    }
+    // The lane was closed because its channel was deleted: drop the series its last
+    // callbacks may have brought back.
+    inner.metrics.forget(&channel_id);
+}
+
+/// Tries `item` until it is delivered or given up; the lane waits meanwhile, which keeps
+/// the order of the callbacks to one endpoint (a message's events above all).
+async fn deliver(inner: &Inner, mut item: OutboxItem) {
+    let channel_id = item.channel_id.clone();
+    loop {
+        let wait = item.next_attempt_at - unix_now();
+        if wait > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+        item.attempts += 1;
         let started = std::time::Instant::now();
-        let outcome = send(&inner.client, &callback).await;
+        let outcome = send(&inner.client, &item.callback).await;
+        let callback = &item.callback;
         let about = callback
             .message_id
             .as_deref()
             .map(|id| format!(" for message {id}"))
             .unwrap_or_default();
         let line = format!(
-            "{} {} ({}{about}, attempt 1): {} in {} ms",
+            "{} {} ({}{about}, attempt {}): {} in {} ms",
             callback.method.as_str(),
-            redact(&callback.url),
+            redacted_url(&callback.url),
             callback.what.as_str(),
+            item.attempts,
             outcome
                 .as_ref()
-                .map_or_else(|e| e.clone(), |status| status.to_string()),
+                .map_or_else(|f| f.detail.clone(), |status| status.to_string()),
             started.elapsed().as_millis()
         );
         let result = if outcome.is_ok() {
@@ -169,30 +271,65 @@ async fn run_lane(
             .callbacks
             .with_label_values(&[channel_id.as_str(), callback.what.as_str(), result])
             .inc();
-        match outcome {
-            Ok(_) => inner.logs.push(&channel_id, LogRecord::info(line)),
-            Err(_) => {
-                slog::warn!(inner.logger, "Callback failed"; "channel_id" => &channel_id, "detail" => &line);
-                inner.logs.push(&channel_id, LogRecord::error(line));
+        let failure = match outcome {
+            Ok(_) => {
+                inner.logs.push(&channel_id, LogRecord::info(line));
+                if let Err(e) = inner.outbox.remove(&item.id).await {
+                    // It will be delivered again after a restart: at-least-once.
+                    slog::warn!(inner.logger, "Cannot clear a delivered callback"; "error" => %e);
+                }
+                return;
+            }
+            Err(failure) => failure,
+        };
+        slog::warn!(inner.logger, "Callback failed"; "channel_id" => &channel_id, "detail" => &line);
+        inner.logs.push(&channel_id, LogRecord::warning(line));
+        item.last_error = Some(failure.detail.clone());
+        let age = Duration::from_secs_f64((unix_now() - item.created_at).max(0.0));
+        match inner.policy.next_delay(&failure, item.attempts, age) {
+            Some(delay) => {
+                item.next_attempt_at = unix_now() + delay.as_secs_f64();
+                if let Err(e) = inner.outbox.update(&item).await {
+                    slog::warn!(inner.logger, "Cannot save a callback's retry"; "error" => %e);
+                }
+            }
+            None => {
+                let text = format!(
+                    "Gave up on the {} to {} after {} attempt(s), last: {}; it is a dead letter \
+                     (POST /channels/{channel_id}/dead-letters/retry sends it again)",
+                    callback.what.as_str(),
+                    redacted_url(&callback.url),
+                    item.attempts,
+                    failure.detail
+                );
+                inner.logs.push(&channel_id, LogRecord::error(text));
+                inner
+                    .metrics
+                    .dead_letters
+                    .with_label_values(&[channel_id.as_str(), callback.what.as_str()])
+                    .inc();
+                if let Err(e) = inner.outbox.bury(&item).await {
+                    slog::error!(inner.logger, "Cannot keep a dead letter"; "error" => %e);
+                }
+                return;
             }
         }
     }
-    // The lane was closed because its channel was deleted: drop the series its last
-    // callbacks may have brought back.
-    inner.metrics.forget(&channel_id);
 }
 
-/// Makes one request; a non-2xx answer is an error.
-async fn send(client: &reqwest::Client, callback: &Callback) -> Result<u16, String> {
+/// Makes one request; a non-2xx answer is a failure.
+async fn send(client: &reqwest::Client, callback: &Callback) -> Result<u16, Failure> {
     let url = match callback.method {
         CallbackMethod::Post => callback.url.clone(),
         CallbackMethod::Get => query_url(&callback.url, &callback.body),
     };
-    let (url, basic) = split_credentials(&url).map_err(|e| format!("bad URL: {e}"))?;
+    let (url, basic) =
+        split_credentials(&url).map_err(|e| Failure::permanent(format!("bad URL: {e}")))?;
     // What the signature covers: the body of a POST, the path and query of a GET.
     let (mut request, signed) = match callback.method {
         CallbackMethod::Post => {
-            let body = serde_json::to_vec(&callback.body).map_err(|e| e.to_string())?;
+            let body = serde_json::to_vec(&callback.body)
+                .map_err(|e| Failure::permanent(e.to_string()))?;
             let request = client
                 .post(url)
                 .header("Content-Type", "application/json")
@@ -222,12 +359,15 @@ async fn send(client: &reqwest::Client, callback: &Callback) -> Result<u16, Stri
     } else if let Some((user, password)) = basic {
         request = request.basic_auth(user, password);
     }
-    let response = request.send().await.map_err(|e| e.to_string())?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Failure::transport(e.to_string()))?;
     let status = response.status();
     if status.is_success() {
         Ok(status.as_u16())
     } else {
-        Err(format!("HTTP {}", status.as_u16()))
+        Err(Failure::status(status.as_u16()))
     }
 }
 
@@ -255,8 +395,9 @@ fn split_credentials(url: &str) -> Result<(Url, Option<Credentials>), url::Parse
 /// Query parameters whose values are secrets, by what their names contain.
 const SECRET_PARAMS: [&str; 5] = ["token", "pass", "secret", "key", "auth"];
 
-/// A URL fit for logs: without its credentials, and with secret-looking query values masked.
-fn redact(url: &str) -> String {
+/// A URL fit for logs and the API: without its credentials, and with secret-looking query
+/// values masked.
+pub fn redacted_url(url: &str) -> String {
     let Ok((mut url, _)) = split_credentials(url) else {
         return "<unparseable URL>".to_owned();
     };
@@ -291,11 +432,11 @@ mod tests {
         assert_eq!(url.as_str(), "http://127.0.0.1/mo?x=1");
         assert_eq!(creds, Some(("us@er".into(), Some("p:ss".into()))));
         assert_eq!(split_credentials("http://h/x").unwrap().1, None);
-        assert_eq!(redact("http://a:b@h/x"), "http://h/x");
+        assert_eq!(redacted_url("http://a:b@h/x"), "http://h/x");
         assert_eq!(
-            redact("http://h/x?to=27&api_token=t0p&Password=p"),
+            redacted_url("http://h/x?to=27&api_token=t0p&Password=p"),
             "http://h/x?to=27&api_token=***&Password=***"
         );
-        assert_eq!(redact("not a url"), "<unparseable URL>");
+        assert_eq!(redacted_url("not a url"), "<unparseable URL>");
     }
 }

@@ -23,6 +23,8 @@ pub struct Metrics {
     /// Callback attempts by channel, kind (`inbound message`, `event`, `status`) and outcome
     /// (`delivered`, `failed`).
     pub callbacks: IntCounterVec,
+    /// Callbacks given up on (dead letters) by channel and kind.
+    pub dead_letters: IntCounterVec,
     /// HTTP API request latency by method, route pattern and status.
     pub api_latency: HistogramVec,
     /// Messages waiting per channel and lane (read at scrape time).
@@ -71,6 +73,11 @@ impl Metrics {
                 "Callback attempts by channel, kind and outcome",
                 &["channel_id", "kind", "outcome"],
             ),
+            dead_letters: counter(
+                "junebug_dead_letters_total",
+                "Callbacks given up on, by channel and kind",
+                &["channel_id", "kind"],
+            ),
             api_latency: HistogramVec::new(latency, &["method", "route", "status"])
                 .expect("a valid metric"),
             queue_depth: gauge(
@@ -98,6 +105,7 @@ impl Metrics {
             Box::new(metrics.messages.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.events.clone()),
             Box::new(metrics.callbacks.clone()),
+            Box::new(metrics.dead_letters.clone()),
             Box::new(metrics.api_latency.clone()),
             Box::new(metrics.queue_depth.clone()),
             Box::new(metrics.in_flight.clone()),
@@ -128,6 +136,7 @@ impl Metrics {
                     .callbacks
                     .remove_label_values(&[channel_id, kind, outcome]);
             }
+            let _ = self.dead_letters.remove_label_values(&[channel_id, kind]);
         }
     }
 

@@ -328,20 +328,27 @@ pub struct Received {
     pub raw: Vec<u8>,
 }
 
-/// A real HTTP server on 127.0.0.1 recording every request (it answers 200).
+/// A real HTTP server on 127.0.0.1 recording every request. It answers 200, or the status
+/// set with [`CallbackServer::answer`] (to fail and recover on command).
 pub struct CallbackServer {
     pub url: String,
     rx: mpsc::UnboundedReceiver<Received>,
     handle: actix_web::dev::ServerHandle,
+    status: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl CallbackServer {
     pub async fn start() -> CallbackServer {
         let (tx, rx) = mpsc::unbounded_channel();
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let answer = status.clone();
         let server = HttpServer::new(move || {
-            let tx = tx.clone();
+            let (tx, answer) = (tx.clone(), answer.clone());
             App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
                 let tx = tx.clone();
+                // Decided before the request is reported, so a test that changes the answer
+                // after seeing a request changes the next one, never that one.
+                let code = answer.load(std::sync::atomic::Ordering::SeqCst);
                 async move {
                     let _ = tx.send(Received {
                         method: req.method().to_string(),
@@ -357,7 +364,8 @@ impl CallbackServer {
                         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                         raw: body.to_vec(),
                     });
-                    HttpResponse::Ok().finish()
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
+                        .finish()
                 }
             }))
         })
@@ -372,7 +380,14 @@ impl CallbackServer {
             url: format!("http://{addr}"),
             rx,
             handle,
+            status,
         }
+    }
+
+    /// Answers every following request with `status`.
+    pub fn answer(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The next request, or a panic after [`WAIT`].

@@ -1,1 +1,466 @@
-//! Redis outbox: being written.
+//! The Redis outbox: keys beside the Store's, under the same prefix, shared by every Junebug
+//! process (node) of a deployment.
+//!
+//! # Keys
+//!
+//! With `{node}` this process's node name, `{id}` a callback's id and `{channel}` a channel id:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `outbox:{node}:pending` | sorted set | the ids of the node's pending callbacks, scored by when they were added |
+//! | `outbox:item:{id}` | string | a pending [`OutboxItem`] (JSON) |
+//! | `{channel}:dead_letters` | list | the channel's dead [`OutboxItem`]s (JSON), oldest first |
+//!
+//! None expires: a pending callback waits until delivered or buried, a dead letter until
+//! revived or purged.
+//!
+//! # Order and ownership
+//!
+//! A node's pending set is written only by that node, so the node gives the scores: unix
+//! microseconds, made strictly increasing within the process and starting above the highest
+//! score already in the set (see [`RedisOutbox::scores`]). A restart therefore keeps the
+//! order even if the clock stepped back. Each node reads only its own set; dead letters are
+//! per channel, and whichever node revives them takes them into its own set.
+//!
+//! # Atomicity
+//!
+//! Every change of more than one key is one MULTI/EXEC pipeline. [`Outbox::revive`] must
+//! read the list before it can write the items, so it WATCHes the list on a connection of its
+//! own (a WATCH on the shared multiplexed connection would be cleared by other calls' EXEC)
+//! and retries if a node buried, revived or purged in between.
+//!
+//! # Connection
+//!
+//! As in [`crate::store::redis`]: one [`ConnectionManager`] with short, bounded timeouts and
+//! retries, replaced after a timeout. The setup is parallel to `RedisStore`'s, whose helpers
+//! are private to it.
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError};
+
+use super::{Outbox, OutboxItem};
+use crate::backend::BackendError;
+
+/// How long one attempt to open a connection may take (TCP connect and handshake).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a command (or pipeline) may wait for its reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connection attempts after the first, before the waiting calls are failed (the next call
+/// starts a new attempt).
+const RECONNECT_RETRIES: usize = 1;
+/// The first delay between connection attempts (doubling, with jitter).
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+/// The longest delay between connection attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+/// How many times [`Outbox::revive`] tries again when the dead letters changed under it.
+const REVIVE_TRIES: usize = 10;
+
+/// How the connection manager times out and retries.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_min_delay(RECONNECT_MIN_DELAY)
+        .set_max_delay(RECONNECT_MAX_DELAY)
+}
+
+/// The Redis outbox of one node. Cheap to share behind an `Arc`; calls may run concurrently.
+pub struct RedisOutbox {
+    /// Names every key under the prefix.
+    keys: Keys,
+    /// Kept to build a fresh manager after a timeout, and revive's own connections.
+    client: redis::Client,
+    /// The manager calls go through. A std mutex: held only to clone or swap, never across
+    /// an `.await`.
+    current: Mutex<Current>,
+    /// The last score given in this node's pending set (unix microseconds).
+    last_score: Mutex<u64>,
+}
+
+/// The connection manager in use.
+struct Current {
+    /// Cloned for each call (an `Arc` inside).
+    manager: ConnectionManager,
+    /// Counts replacements, so that many calls timing out together replace it only once.
+    generation: u64,
+}
+
+impl RedisOutbox {
+    /// Connects to the Redis at `url`; every key will start with `key_prefix`, and pending
+    /// callbacks will belong to `node`.
+    ///
+    /// Fails if Redis cannot be reached now (it also reads the node's highest score).
+    pub async fn connect(
+        url: &str,
+        key_prefix: &str,
+        node: &str,
+    ) -> Result<RedisOutbox, BackendError> {
+        let shown = redact(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| BackendError::new("redis", format!("invalid URL {shown}: {e}")))?;
+        let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
+            .await
+            .map_err(|e| BackendError::new("redis", format!("cannot connect to {shown}: {e}")))?;
+        let outbox = RedisOutbox {
+            keys: Keys {
+                prefix: key_prefix.to_owned(),
+                node: node.to_owned(),
+            },
+            client,
+            current: Mutex::new(Current {
+                manager,
+                generation: 0,
+            }),
+            last_score: Mutex::new(0),
+        };
+        let highest: Vec<(String, f64)> = outbox
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(outbox.keys.pending())
+                    .arg(-1)
+                    .arg(-1)
+                    .arg("WITHSCORES"),
+                || format!("cannot read the pending callbacks of node {node}"),
+            )
+            .await?;
+        if let Some((_, score)) = highest.first() {
+            // Scores are whole microseconds, exact in an f64 for the next 200 years.
+            *outbox
+                .last_score
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = *score as u64;
+        }
+        Ok(outbox)
+    }
+
+    /// `count` new scores for this node's pending set, the first returned: after every
+    /// score given so far, and no earlier than now.
+    fn scores(&self, count: usize) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let now = u64::try_from(now).unwrap_or(u64::MAX / 2);
+        let mut last = self
+            .last_score
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let first = now.max(*last + 1);
+        *last = first + count.saturating_sub(1) as u64;
+        first
+    }
+
+    /// The manager to use for one call, and its generation.
+    fn manager(&self) -> (ConnectionManager, u64) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        (current.manager.clone(), current.generation)
+    }
+
+    /// After a call through manager `generation` failed with `error`: if it timed out,
+    /// replaces that manager by a new one that will connect on its next use (see
+    /// `RedisStore::replace_after_timeout` for why).
+    fn replace_after_timeout(&self, generation: u64, error: &RedisError) {
+        if !error.is_timeout() {
+            return;
+        }
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.generation != generation {
+            return; // Another call already replaced it.
+        }
+        // Only fails for configurations `connect` already accepted.
+        if let Ok(manager) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config())
+        {
+            current.manager = manager;
+            current.generation += 1;
+        }
+    }
+
+    /// Runs one command; `what` describes it for the error.
+    async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, BackendError> {
+        let (mut manager, generation) = self.manager();
+        cmd.query_async(&mut manager).await.map_err(|e| {
+            self.replace_after_timeout(generation, &e);
+            failure(what(), &e)
+        })
+    }
+
+    /// Runs a pipeline (one round trip); `what` describes it for the error.
+    async fn query_pipe<T: FromRedisValue>(
+        &self,
+        pipe: &Pipeline,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, BackendError> {
+        let (mut manager, generation) = self.manager();
+        pipe.query_async(&mut manager).await.map_err(|e| {
+            self.replace_after_timeout(generation, &e);
+            failure(what(), &e)
+        })
+    }
+
+    /// One try of [`Outbox::revive`] on `conn`, a connection of its own: `None` if the dead
+    /// letters changed between the read and the write (then nothing was written).
+    async fn try_revive(
+        &self,
+        conn: &mut MultiplexedConnection,
+        channel_id: &str,
+    ) -> Result<Option<Vec<OutboxItem>>, BackendError> {
+        let what = || format!("cannot revive the dead letters of channel {channel_id}");
+        let fail = |e: RedisError| failure(what(), &e);
+        let dead = self.keys.dead_letters(channel_id);
+        let watch = redis::cmd("WATCH").arg(&dead).to_owned();
+        watch.exec_async(&mut *conn).await.map_err(fail)?;
+        let read = redis::cmd("LRANGE").arg(&dead).arg(0).arg(-1).to_owned();
+        let texts: Vec<String> = read.query_async(&mut *conn).await.map_err(fail)?;
+        if texts.is_empty() {
+            let unwatch = redis::cmd("UNWATCH");
+            unwatch.exec_async(&mut *conn).await.map_err(fail)?;
+            return Ok(Some(Vec::new()));
+        }
+        let due = unix_now();
+        let mut items = Vec::with_capacity(texts.len());
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(&dead).ignore();
+        for (score, text) in (self.scores(texts.len())..).zip(&texts) {
+            let mut item = from_json(&dead, text)?;
+            item.attempts = 0;
+            item.next_attempt_at = due;
+            pipe.cmd("SET")
+                .arg(self.keys.item(&item.id))
+                .arg(to_json(&item)?)
+                .ignore()
+                .cmd("ZADD")
+                .arg(self.keys.pending())
+                .arg("NX")
+                .arg(score)
+                .arg(&item.id)
+                .ignore();
+            items.push(item);
+        }
+        // EXEC answers nil, and runs nothing, when the watched list changed.
+        let done: Option<redis::Value> = pipe.query_async(&mut *conn).await.map_err(fail)?;
+        Ok(done.map(|_| items))
+    }
+}
+
+/// The names of our keys; see the module doc for the layout.
+struct Keys {
+    /// Starts every key.
+    prefix: String,
+    /// This process's node name.
+    node: String,
+}
+
+impl Keys {
+    fn pending(&self) -> String {
+        format!("{}outbox:{}:pending", self.prefix, self.node)
+    }
+
+    fn item(&self, id: &str) -> String {
+        format!("{}outbox:item:{id}", self.prefix)
+    }
+
+    fn dead_letters(&self, channel_id: &str) -> String {
+        format!("{}{channel_id}:dead_letters", self.prefix)
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// A Redis failure while doing `what`.
+fn failure(what: String, error: &RedisError) -> BackendError {
+    BackendError::new("redis", format!("{what}: {error}"))
+}
+
+fn to_json(item: &OutboxItem) -> Result<String, BackendError> {
+    serde_json::to_string(item)
+        .map_err(|e| BackendError::new("redis", format!("cannot encode callback {}: {e}", item.id)))
+}
+
+/// Parses the JSON stored at `key`; a value we cannot read is reported, not skipped silently.
+fn from_json(key: &str, text: &str) -> Result<OutboxItem, BackendError> {
+    serde_json::from_str(text)
+        .map_err(|e| BackendError::new("redis", format!("unreadable JSON at key {key}: {e}")))
+}
+
+/// `url` without its password, for error messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, and this one has one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(unparseable URL)".to_owned(),
+    }
+}
+
+#[async_trait]
+impl Outbox for RedisOutbox {
+    /// SET of the item and ZADD NX of its id, one atomic pipeline. Adding an id again
+    /// replaces the item but keeps its place.
+    async fn add(&self, item: &OutboxItem) -> Result<(), BackendError> {
+        let json = to_json(item)?;
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.keys.item(&item.id))
+            .arg(json)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.keys.pending())
+            .arg("NX")
+            .arg(self.scores(1))
+            .arg(&item.id)
+            .ignore()
+            .to_owned();
+        self.query_pipe(&pipe, || format!("cannot keep callback {}", item.id))
+            .await
+    }
+
+    /// SET XX: changes nothing if the callback is no longer pending (delivered, or buried).
+    async fn update(&self, item: &OutboxItem) -> Result<(), BackendError> {
+        let cmd = redis::cmd("SET")
+            .arg(self.keys.item(&item.id))
+            .arg(to_json(item)?)
+            .arg("XX")
+            .to_owned();
+        let _: Option<String> = self
+            .query(&cmd, || format!("cannot update callback {}", item.id))
+            .await?;
+        Ok(())
+    }
+
+    /// ZREM and DEL, one atomic pipeline.
+    async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg(self.keys.pending())
+            .arg(id)
+            .ignore()
+            .cmd("DEL")
+            .arg(self.keys.item(id))
+            .ignore()
+            .to_owned();
+        self.query_pipe(&pipe, || format!("cannot remove callback {id}"))
+            .await
+    }
+
+    /// Two round trips (ZRANGE, then one MGET of the items). An id whose item is gone by the
+    /// MGET was delivered in between, and is left out.
+    async fn pending(&self) -> Result<Vec<OutboxItem>, BackendError> {
+        let what = || {
+            format!(
+                "cannot read the pending callbacks of node {}",
+                self.keys.node
+            )
+        };
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGE").arg(self.keys.pending()).arg(0).arg(-1),
+                what,
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.item(id)).collect();
+        let texts: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys), what).await?;
+        keys.iter()
+            .zip(texts)
+            .filter_map(|(key, text)| text.map(|text| from_json(key, &text)))
+            .collect()
+    }
+
+    /// ZREM, DEL and RPUSH of `item` as given (its final attempt count and error), one
+    /// atomic pipeline. It is buried even if it was not pending (the outbox could not keep
+    /// it when it was posted), so no failure is forgotten.
+    async fn bury(&self, item: &OutboxItem) -> Result<(), BackendError> {
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg(self.keys.pending())
+            .arg(&item.id)
+            .ignore()
+            .cmd("DEL")
+            .arg(self.keys.item(&item.id))
+            .ignore()
+            .cmd("RPUSH")
+            .arg(self.keys.dead_letters(&item.channel_id))
+            .arg(to_json(item)?)
+            .ignore()
+            .to_owned();
+        self.query_pipe(&pipe, || {
+            format!(
+                "cannot bury callback {} of channel {}",
+                item.id, item.channel_id
+            )
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, channel_id: &str) -> Result<Vec<OutboxItem>, BackendError> {
+        let key = self.keys.dead_letters(channel_id);
+        let texts: Vec<String> = self
+            .query(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1), || {
+                format!("cannot read the dead letters of channel {channel_id}")
+            })
+            .await?;
+        texts.iter().map(|text| from_json(&key, text)).collect()
+    }
+
+    /// WATCH, LRANGE, then MULTI: DEL of the list, SET and ZADD NX of each item, EXEC; on
+    /// a connection of its own, tried again if the list changed in between.
+    async fn revive(&self, channel_id: &str) -> Result<Vec<OutboxItem>, BackendError> {
+        let what = || format!("cannot revive the dead letters of channel {channel_id}");
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| failure(what(), &e))?;
+        for _ in 0..REVIVE_TRIES {
+            if let Some(items) = self.try_revive(&mut conn, channel_id).await? {
+                return Ok(items);
+            }
+        }
+        let detail = format!("{}: they kept changing ({REVIVE_TRIES} tries)", what());
+        Err(BackendError::new("redis", detail))
+    }
+
+    /// LLEN and DEL, one atomic pipeline.
+    async fn purge_dead(&self, channel_id: &str) -> Result<usize, BackendError> {
+        let key = self.keys.dead_letters(channel_id);
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("LLEN")
+            .arg(&key)
+            .cmd("DEL")
+            .arg(&key)
+            .ignore()
+            .to_owned();
+        let (count,): (usize,) = self
+            .query_pipe(&pipe, || {
+                format!("cannot purge the dead letters of channel {channel_id}")
+            })
+            .await?;
+        Ok(count)
+    }
+}

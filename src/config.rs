@@ -115,6 +115,9 @@ pub struct CallbacksConfig {
     /// Longest wait in seconds between two attempts (`JUNEBUG_CALLBACKS__RETRY_MAX`), at least
     /// `retry_initial`. Default 1800.
     pub retry_max: f64,
+    /// Requests in flight at once to one destination `host:port`, all channels together
+    /// (`JUNEBUG_CALLBACKS__MAX_PER_DESTINATION`), at least 1. Default 32.
+    pub max_per_destination: usize,
 }
 
 fn default_max_attempts() -> u32 {
@@ -129,6 +132,9 @@ fn default_retry_initial() -> f64 {
 fn default_retry_max() -> f64 {
     1800.0
 }
+fn default_max_per_destination() -> usize {
+    32
+}
 
 impl Default for CallbacksConfig {
     fn default() -> Self {
@@ -137,6 +143,7 @@ impl Default for CallbacksConfig {
             max_age: default_max_age(),
             retry_initial: default_retry_initial(),
             retry_max: default_retry_max(),
+            max_per_destination: default_max_per_destination(),
         }
     }
 }
@@ -429,6 +436,10 @@ impl Config {
         positive_seconds("health.stuck_after", self.health.stuck_after)?;
         let callbacks = &self.callbacks;
         at_least_one("callbacks.max_attempts", u64::from(callbacks.max_attempts))?;
+        at_least_one(
+            "callbacks.max_per_destination",
+            callbacks.max_per_destination as u64,
+        )?;
         positive_seconds("callbacks.max_age", callbacks.max_age)?;
         positive_seconds("callbacks.retry_initial", callbacks.retry_initial)?;
         positive_seconds("callbacks.retry_max", callbacks.retry_max)?;

@@ -149,6 +149,7 @@ pub async fn start(
             initial: Duration::from_secs_f64(config.callbacks.retry_initial),
             max_delay: Duration::from_secs_f64(config.callbacks.retry_max),
         },
+        max_per_destination: config.callbacks.max_per_destination,
     };
     let callbacks = Callbacks::new(
         delivery,

@@ -203,4 +203,39 @@ async fn bad_templates_are_refused_when_set(backend) {
     let (status, _) = api.post(&format!("/channels/{id}"), json!({"mo_url": "http://127.0.0.1/{to"})).await;
     assert_eq!(status, 400, "unclosed placeholder");
 }
+
+/// However many channels post to one destination, at most `max_per_destination` requests are
+/// in flight to it at once.
+async fn requests_to_one_destination_are_bounded(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start_with(&[("JUNEBUG_CALLBACKS__MAX_PER_DESTINATION", "3")]);
+    let api = Api::new(&daemon.url);
+    // A destination that accepts connections, counts them, and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_url = format!("http://{}/mo", hang.local_addr().unwrap());
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let holder = actix_rt::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hang.accept().await {
+            held.push(socket);
+            let _ = opened_tx.send(held.len());
+        }
+    });
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let port = common::free_port();
+        api.create_channel(json!({"type": "telnet", "mo_url": hang_url,
+                                  "config": {"twisted_endpoint": format!("tcp:{port}")}}))
+            .await;
+        clients.push(TelnetClient::connect_when_ready(port).await);
+    }
+    for expected in 1..=3 {
+        let n = tokio::time::timeout(common::WAIT, opened.recv()).await.unwrap().unwrap();
+        assert_eq!(n, expected);
+    }
+    // Six channels have a callback for it; a fourth request never starts.
+    let extra = tokio::time::timeout(Duration::from_millis(500), opened.recv()).await;
+    assert!(extra.is_err(), "more than 3 requests in flight: {extra:?}");
+    holder.abort();
+}
 }

@@ -94,6 +94,9 @@ struct Inner {
     /// One lane per channel and destination (`host:port`), so a dead endpoint holds back
     /// only its own callbacks, and callbacks to one endpoint keep their order.
     lanes: Mutex<HashMap<(String, String), mpsc::UnboundedSender<OutboxItem>>>,
+    /// Requests in flight per destination, bounded so many channels cannot flood one host.
+    per_destination: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    max_per_destination: usize,
     runtime: tokio::runtime::Handle,
     logs: Arc<ChannelLogs>,
     logger: slog::Logger,
@@ -121,6 +124,8 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     /// Retries of failed callbacks.
     pub policy: RetryPolicy,
+    /// Requests in flight at once to one destination (`host:port`), all channels together.
+    pub max_per_destination: usize,
 }
 
 impl Callbacks {
@@ -145,6 +150,8 @@ impl Callbacks {
                 policy: settings.policy,
                 metrics,
                 lanes: Mutex::new(HashMap::new()),
+                per_destination: Mutex::new(HashMap::new()),
+                max_per_destination: settings.max_per_destination.max(1),
                 runtime: tokio::runtime::Handle::current(),
                 logs,
                 logger,
@@ -205,7 +212,7 @@ impl Callbacks {
             let (tx, rx) = mpsc::unbounded_channel();
             self.inner
                 .runtime
-                .spawn(run_lane(self.inner.clone(), key.0, rx));
+                .spawn(run_lane(self.inner.clone(), key.clone(), rx));
             tx
         });
         // The lane task lives as long as its sender, which is in the map.
@@ -221,11 +228,21 @@ impl Callbacks {
 
 async fn run_lane(
     inner: Arc<Inner>,
-    channel_id: String,
+    (channel_id, destination): (String, String),
     mut rx: mpsc::UnboundedReceiver<OutboxItem>,
 ) {
+    let permits = {
+        let mut bounds = inner
+            .per_destination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        bounds
+            .entry(destination)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(inner.max_per_destination)))
+            .clone()
+    };
     while let Some(item) = rx.recv().await {
-        deliver(&inner, item).await;
+        deliver(&inner, &permits, item).await;
     }
     // The lane was closed because its channel was deleted: drop the series its last
     // callbacks may have brought back.
@@ -234,7 +251,7 @@ async fn run_lane(
 
 /// Tries `item` until it is delivered or given up; the lane waits meanwhile, which keeps
 /// the order of the callbacks to one endpoint (a message's events above all).
-async fn deliver(inner: &Inner, mut item: OutboxItem) {
+async fn deliver(inner: &Inner, permits: &tokio::sync::Semaphore, mut item: OutboxItem) {
     let channel_id = item.channel_id.clone();
     loop {
         let wait = item.next_attempt_at - unix_now();
@@ -243,7 +260,11 @@ async fn deliver(inner: &Inner, mut item: OutboxItem) {
         }
         item.attempts += 1;
         let started = std::time::Instant::now();
-        let outcome = send(&inner.client, &item.callback).await;
+        let outcome = {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire().await;
+            send(&inner.client, &item.callback).await
+        };
         let callback = &item.callback;
         let about = callback
             .message_id

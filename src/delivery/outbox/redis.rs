@@ -27,7 +27,9 @@
 //! Every change of more than one key is one MULTI/EXEC pipeline. [`Outbox::revive`] must
 //! read the list before it can write the items, so it WATCHes the list on a connection of its
 //! own (a WATCH on the shared multiplexed connection would be cleared by other calls' EXEC)
-//! and retries if a node buried, revived or purged in between.
+//! and tries again, after a growing pause, if a node buried, revived or purged in between:
+//! a dead letter is never lost nor revived twice, at the cost of an error if the channel's
+//! dead letters keep changing for every try.
 //!
 //! # Connection
 //!
@@ -55,8 +57,13 @@ const RECONNECT_RETRIES: usize = 1;
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
 /// The longest delay between connection attempts.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
-/// How many times [`Outbox::revive`] tries again when the dead letters changed under it.
-const REVIVE_TRIES: usize = 10;
+/// How many times [`Outbox::revive`] tries when the dead letters keep changing under it.
+const REVIVE_TRIES: u32 = 12;
+/// The first pause between two tries of [`Outbox::revive`], doubled each time up to
+/// [`REVIVE_MAX_PAUSE`]: a burst of burials on the channel passes meanwhile.
+const REVIVE_MIN_PAUSE: Duration = Duration::from_millis(1);
+/// The longest pause between two tries of [`Outbox::revive`] (all pauses: about 0.4 s).
+const REVIVE_MAX_PAUSE: Duration = Duration::from_millis(64);
 
 /// How the connection manager times out and retries.
 fn manager_config() -> ConnectionManagerConfig {
@@ -216,13 +223,18 @@ impl RedisOutbox {
         let what = || format!("cannot revive the dead letters of channel {channel_id}");
         let fail = |e: RedisError| failure(what(), &e);
         let dead = self.keys.dead_letters(channel_id);
-        let watch = redis::cmd("WATCH").arg(&dead).to_owned();
-        watch.exec_async(&mut *conn).await.map_err(fail)?;
-        let read = redis::cmd("LRANGE").arg(&dead).arg(0).arg(-1).to_owned();
-        let texts: Vec<String> = read.query_async(&mut *conn).await.map_err(fail)?;
+        let read = redis::pipe()
+            .cmd("WATCH")
+            .arg(&dead)
+            .ignore()
+            .cmd("LRANGE")
+            .arg(&dead)
+            .arg(0)
+            .arg(-1)
+            .to_owned();
+        let (texts,): (Vec<String>,) = read.query_async(&mut *conn).await.map_err(fail)?;
         if texts.is_empty() {
-            let unwatch = redis::cmd("UNWATCH");
-            unwatch.exec_async(&mut *conn).await.map_err(fail)?;
+            // No UNWATCH needed: the connection closes when `revive` returns.
             return Ok(Some(Vec::new()));
         }
         let due = unix_now();
@@ -424,8 +436,10 @@ impl Outbox for RedisOutbox {
         texts.iter().map(|text| from_json(&key, text)).collect()
     }
 
-    /// WATCH, LRANGE, then MULTI: DEL of the list, SET and ZADD NX of each item, EXEC; on
-    /// a connection of its own, tried again if the list changed in between.
+    /// WATCH and LRANGE, then MULTI: DEL of the list, SET and ZADD NX of each item, EXEC; on
+    /// a connection of its own, tried again after a pause if the list changed in between
+    /// (another node buried, revived or purged). Fails if it keeps changing for all
+    /// [`REVIVE_TRIES`]: only while burials on that channel come faster than two round trips.
     async fn revive(&self, channel_id: &str) -> Result<Vec<OutboxItem>, BackendError> {
         let what = || format!("cannot revive the dead letters of channel {channel_id}");
         let config = AsyncConnectionConfig::new()
@@ -436,10 +450,13 @@ impl Outbox for RedisOutbox {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| failure(what(), &e))?;
+        let mut pause = REVIVE_MIN_PAUSE;
         for _ in 0..REVIVE_TRIES {
             if let Some(items) = self.try_revive(&mut conn, channel_id).await? {
                 return Ok(items);
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REVIVE_MAX_PAUSE);
         }
         let detail = format!("{}: they kept changing ({REVIVE_TRIES} tries)", what());
         Err(BackendError::new("redis", detail))

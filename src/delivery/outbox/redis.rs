@@ -18,7 +18,7 @@
 //!
 //! A node's pending set is written only by that node, so the node gives the scores: unix
 //! microseconds, made strictly increasing within the process and starting above the highest
-//! score already in the set (see [`RedisOutbox::scores`]). A restart therefore keeps the
+//! score already in the set (see `RedisOutbox::scores`). A restart therefore keeps the
 //! order even if the clock stepped back. Each node reads only its own set; dead letters are
 //! per channel, and whichever node revives them takes them into its own set.
 //!
@@ -439,7 +439,7 @@ impl Outbox for RedisOutbox {
     /// WATCH and LRANGE, then MULTI: DEL of the list, SET and ZADD NX of each item, EXEC; on
     /// a connection of its own, tried again after a pause if the list changed in between
     /// (another node buried, revived or purged). Fails if it keeps changing for all
-    /// [`REVIVE_TRIES`]: only while burials on that channel come faster than two round trips.
+    /// `REVIVE_TRIES`: only while burials on that channel come faster than two round trips.
     async fn revive(&self, channel_id: &str) -> Result<Vec<OutboxItem>, BackendError> {
         let what = || format!("cannot revive the dead letters of channel {channel_id}");
         let config = AsyncConnectionConfig::new()

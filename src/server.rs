@@ -24,6 +24,7 @@ use crate::metrics::exporter::Metrics;
 use crate::queue::amqp::AmqpQueue;
 use crate::queue::embedded::{self as embedded_queue, EmbeddedQueue};
 use crate::queue::Queue;
+use crate::redis_link::RedisLink;
 use crate::sqlite::Database;
 use crate::store::embedded::{self as embedded_store, EmbeddedStore};
 use crate::store::redis::RedisStore;
@@ -74,9 +75,12 @@ fn node_id(config: &Config) -> String {
 /// starts sweeping its expired rows).
 async fn open_backends(config: &Config, logger: &slog::Logger) -> Result<Backends, StartError> {
     if let Some((redis_url, amqp_url)) = config.production_urls()? {
-        let store = RedisStore::connect(redis_url, &config.redis.key_prefix).await?;
+        // One Redis connection for the Store and the outbox.
+        let redis = Arc::new(RedisLink::connect(redis_url).await?);
+        let prefix = &config.redis.key_prefix;
+        let store = RedisStore::new(redis.clone(), prefix);
         let node = node_id(config);
-        let outbox = RedisOutbox::connect(redis_url, &config.redis.key_prefix, &node).await?;
+        let outbox = RedisOutbox::new(redis, prefix, &node).await?;
         let link = AmqpLink::connect(amqp_url).await?;
         slog::info!(logger, "Using the production backends: Redis and RabbitMQ"; "node_id" => &node);
         return Ok(Backends {

@@ -3,9 +3,12 @@
 //!
 //! The Redis variants need a Redis at `TEST_REDIS_URL` (default `redis://127.0.0.1:6379/`);
 //! each test writes under its own key prefix and deletes its keys when it ends.
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::KeyCleanup;
 use junebug::delivery::outbox::embedded::{EmbeddedOutbox, SCHEMA};
 use junebug::delivery::outbox::redis::RedisOutbox;
 use junebug::delivery::outbox::{Outbox, OutboxItem};
@@ -87,46 +90,6 @@ impl Backend {
 
 fn test_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
-}
-
-/// Deletes every key under `prefix` when dropped, so a failing test leaves nothing behind.
-/// It uses the crate's blocking API: `Drop` cannot await, and runs inside the test's runtime.
-struct KeyCleanup {
-    url: String,
-    prefix: String,
-}
-
-impl KeyCleanup {
-    fn delete_keys(&self) -> redis::RedisResult<()> {
-        let client = redis::Client::open(self.url.as_str())?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(&keys).exec(&mut conn)?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-    }
-}
-
-impl Drop for KeyCleanup {
-    fn drop(&mut self) {
-        if let Err(e) = self.delete_keys() {
-            eprintln!("Could not delete the test keys {}*: {e}", self.prefix);
-        }
-    }
 }
 
 fn channel_id() -> String {

@@ -7,12 +7,15 @@
 //!
 //! TTL tests sleep for real: Redis expires keys on its own wall clock, which paused tokio
 //! time cannot move.
+mod common;
+
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::KeyCleanup;
 use junebug::metrics::RATES;
 use junebug::sqlite::Database;
 use junebug::store::embedded::{EmbeddedStore, SCHEMA};
@@ -77,46 +80,6 @@ async fn redis_store() -> (KeyCleanup, Arc<dyn Store>) {
         .await
         .unwrap_or_else(|e| panic!("{e} (start redis-server, or point TEST_REDIS_URL at a Redis)"));
     (KeyCleanup { url, prefix }, Arc::new(store))
-}
-
-/// Deletes every key under `prefix` when dropped, so a failing test leaves nothing behind.
-/// It uses the crate's blocking API: `Drop` cannot await, and runs inside the test's runtime.
-struct KeyCleanup {
-    url: String,
-    prefix: String,
-}
-
-impl KeyCleanup {
-    fn delete_keys(&self) -> redis::RedisResult<()> {
-        let client = redis::Client::open(self.url.as_str())?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(&keys).exec(&mut conn)?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-    }
-}
-
-impl Drop for KeyCleanup {
-    fn drop(&mut self) {
-        if let Err(e) = self.delete_keys() {
-            eprintln!("Could not delete the test keys {}*: {e}", self.prefix);
-        }
-    }
 }
 
 fn channel_id() -> String {

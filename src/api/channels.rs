@@ -228,6 +228,8 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
     state.host.logs.forget(&id);
     state.host.metrics.forget(&id);
     state.host.callbacks.close_lanes(&id);
+    // Nobody can reach a deleted channel's dead letters any more.
+    state.host.callbacks.purge_dead_letters(&id).await?;
     Ok(ok("channel deleted", json!({})))
 }
 

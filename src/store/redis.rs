@@ -28,73 +28,34 @@
 //!
 //! # Redis going away
 //!
-//! One [`ConnectionManager`] (one multiplexed connection) serves every call. Its timeouts and
-//! retries are short and bounded (`manager_config`), so while Redis is down a call fails
-//! within seconds with a [`BackendError`] (the API answers 503) instead of hanging, and the
-//! manager reconnects by itself once Redis is back. A call that times out also replaces the
-//! manager (see `RedisStore::replace_after_timeout`), because a timeout is the one failure
-//! after which the manager would otherwise keep using a connection that may be dead.
+//! Every call goes through the shared [`RedisLink`] (short timeouts, reconnection by itself),
+//! so while Redis is down a call fails within seconds with a [`BackendError`] (the API answers
+//! 503) instead of hanging, and everything resumes once Redis is back.
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use junebug_actors::message::{Event, Message, StatusEvent};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{ChannelProperties, OutboundRecord, Store, Tally};
 use crate::backend::BackendError;
 use crate::metrics::RATES;
+use crate::redis_link::RedisLink;
 
-/// How long one attempt to open a connection may take (TCP connect and handshake).
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a command (or pipeline) may wait for its reply.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connection attempts after the first, before the waiting calls are failed. Kept small so a
-/// call waiting for a reconnection fails in at most about
-/// `(1 + RECONNECT_RETRIES) × CONNECTION_TIMEOUT + delays` (≈ 2.1 s), plus
-/// [`RESPONSE_TIMEOUT`] for the command itself. The next call starts a new attempt, so
-/// giving up early never stops reconnection.
-const RECONNECT_RETRIES: usize = 1;
-/// The first delay between connection attempts (doubling, with jitter).
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
-/// The longest delay between connection attempts.
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 /// The longest expiry we ask for, in milliseconds: Redis refuses an expiry whose deadline
 /// overflows a 64-bit millisecond clock, and anything this long means "keep".
 const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
-
-/// How the connection manager times out and retries; see the module doc.
-fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(RECONNECT_RETRIES)
-        .set_min_delay(RECONNECT_MIN_DELAY)
-        .set_max_delay(RECONNECT_MAX_DELAY)
-}
 
 /// The Redis Store. Cheap to share behind an `Arc`; every call may run concurrently (the
 /// connection is multiplexed).
 pub struct RedisStore {
     /// Names every key under the prefix.
     keys: Keys,
-    /// Kept to build a fresh manager after a timeout.
-    client: redis::Client,
-    /// The manager calls go through, and which one it is. A std mutex: it is held only to
-    /// clone or swap an `Arc`, never across an `.await`.
-    current: Mutex<Current>,
-}
-
-/// The connection manager in use.
-struct Current {
-    /// Cloned for each call (an `Arc` inside).
-    manager: ConnectionManager,
-    /// Counts replacements, so that many calls timing out together replace it only once.
-    generation: u64,
+    /// The connection (shared with the callback outbox).
+    link: Arc<RedisLink>,
 }
 
 impl RedisStore {
@@ -104,79 +65,20 @@ impl RedisStore {
     /// Fails if Redis cannot be reached now, so a daemon configured for Redis refuses to
     /// start rather than answering 503 to everything; once started, outages are survived.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisStore, BackendError> {
-        let shown = redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| BackendError::new("redis", format!("invalid URL {shown}: {e}")))?;
-        let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
-            .await
-            .map_err(|e| BackendError::new("redis", format!("cannot connect to {shown}: {e}")))?;
-        Ok(RedisStore {
+        Ok(RedisStore::new(
+            Arc::new(RedisLink::connect(url).await?),
+            key_prefix,
+        ))
+    }
+
+    /// A store over an open `link`; every key will start with `key_prefix`.
+    pub fn new(link: Arc<RedisLink>, key_prefix: &str) -> RedisStore {
+        RedisStore {
             keys: Keys {
                 prefix: key_prefix.to_owned(),
             },
-            client,
-            current: Mutex::new(Current {
-                manager,
-                generation: 0,
-            }),
-        })
-    }
-
-    /// The manager to use for one call, and its generation.
-    fn manager(&self) -> (ConnectionManager, u64) {
-        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        (current.manager.clone(), current.generation)
-    }
-
-    /// After a call through manager `generation` failed with `error`: if it timed out,
-    /// replaces that manager by a new one that will connect on its next use.
-    ///
-    /// The manager reconnects by itself after I/O errors, but a timeout leaves it on the same
-    /// connection: if Redis's host vanished without closing it (a network partition, a
-    /// frozen VM), every later call would time out until the kernel gives up on the socket,
-    /// minutes later. A fresh connection costs little and fails fast (connection timeout)
-    /// until Redis answers again. Calls still running on the old manager finish on it.
-    fn replace_after_timeout(&self, generation: u64, error: &RedisError) {
-        if !error.is_timeout() {
-            return;
+            link,
         }
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.generation != generation {
-            return; // Another call already replaced it.
-        }
-        // Only fails for configurations `connect` already accepted (RESP3 push settings).
-        if let Ok(manager) =
-            ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config())
-        {
-            current.manager = manager;
-            current.generation += 1;
-        }
-    }
-
-    /// Runs one command; `what` describes it for the error.
-    async fn query<T: FromRedisValue>(
-        &self,
-        cmd: &Cmd,
-        what: impl FnOnce() -> String,
-    ) -> Result<T, BackendError> {
-        let (mut manager, generation) = self.manager();
-        cmd.query_async(&mut manager).await.map_err(|e| {
-            self.replace_after_timeout(generation, &e);
-            failure(what(), &e)
-        })
-    }
-
-    /// Runs a pipeline (one round trip); `what` describes it for the error.
-    async fn query_pipe<T: FromRedisValue>(
-        &self,
-        pipe: &Pipeline,
-        what: impl FnOnce() -> String,
-    ) -> Result<T, BackendError> {
-        let (mut manager, generation) = self.manager();
-        pipe.query_async(&mut manager).await.map_err(|e| {
-            self.replace_after_timeout(generation, &e);
-            failure(what(), &e)
-        })
     }
 
     /// Reads the JSON string at `key`, if the key exists.
@@ -185,7 +87,7 @@ impl RedisStore {
         key: String,
         what: impl FnOnce() -> String,
     ) -> Result<Option<T>, BackendError> {
-        let text: Option<String> = self.query(redis::cmd("GET").arg(&key), what).await?;
+        let text: Option<String> = self.link.query(redis::cmd("GET").arg(&key), what).await?;
         text.map(|text| from_json(&key, &text)).transpose()
     }
 
@@ -203,7 +105,7 @@ impl RedisStore {
             .arg("PX")
             .arg(ttl_ms(ttl))
             .to_owned();
-        self.query(&cmd, what).await
+        self.link.query(&cmd, what).await
     }
 }
 
@@ -243,11 +145,6 @@ impl Keys {
     }
 }
 
-/// A Redis failure while doing `what`.
-fn failure(what: String, error: &RedisError) -> BackendError {
-    BackendError::new("redis", format!("{what}: {error}"))
-}
-
 fn to_json<T: Serialize>(value: &T) -> Result<String, BackendError> {
     serde_json::to_string(value).map_err(|e| BackendError::new("redis", e.to_string()))
 }
@@ -266,23 +163,11 @@ fn ttl_ms(ttl: Duration) -> u64 {
         .clamp(1, MAX_TTL_MS)
 }
 
-/// `url` without its password, for error messages and logs.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only fails for URLs that cannot have a password, and this one has one.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => "(unparseable URL)".to_owned(),
-    }
-}
-
 #[async_trait]
 impl Store for RedisStore {
     async fn ping(&self) -> Result<(), BackendError> {
         let _: String = self
+            .link
             .query(&redis::cmd("PING"), || "cannot reach Redis".to_owned())
             .await?;
         Ok(())
@@ -301,7 +186,8 @@ impl Store for RedisStore {
             .arg(to_json(props)?)
             .ignore()
             .to_owned();
-        self.query_pipe(&pipe, || format!("cannot save channel {id}"))
+        self.link
+            .query_pipe(&pipe, || format!("cannot save channel {id}"))
             .await
     }
 
@@ -317,6 +203,7 @@ impl Store for RedisStore {
     async fn load_channels(&self) -> Result<Vec<(String, ChannelProperties)>, BackendError> {
         let what = || "cannot list channels".to_owned();
         let mut ids: Vec<String> = self
+            .link
             .query(redis::cmd("SMEMBERS").arg(self.keys.channels()), what)
             .await?;
         if ids.is_empty() {
@@ -324,7 +211,8 @@ impl Store for RedisStore {
         }
         ids.sort();
         let keys: Vec<String> = ids.iter().map(|id| self.keys.properties(id)).collect();
-        let values: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys), what).await?;
+        let values: Vec<Option<String>> =
+            self.link.query(redis::cmd("MGET").arg(&keys), what).await?;
         ids.into_iter()
             .zip(keys.iter().zip(values))
             .filter_map(|(id, (key, text))| text.map(|text| (id, key, text)))
@@ -346,6 +234,7 @@ impl Store for RedisStore {
             .ignore()
             .to_owned();
         let (removed, deleted): (u64, u64) = self
+            .link
             .query_pipe(&pipe, || format!("cannot delete channel {id}"))
             .await?;
         Ok(removed > 0 || deleted > 0)
@@ -407,7 +296,7 @@ impl Store for RedisStore {
             .arg(ttl_ms(tally.ttl))
             .ignore()
             .to_owned();
-        self.query_pipe(&pipe, what).await
+        self.link.query_pipe(&pipe, what).await
     }
 
     async fn load_outbound(
@@ -440,18 +329,20 @@ impl Store for RedisStore {
             .arg(ttl_ms(ttl))
             .ignore()
             .to_owned();
-        self.query_pipe(&pipe, || {
-            format!(
-                "cannot save event {} of message {} of channel {channel_id}",
-                event.event_id, event.user_message_id
-            )
-        })
-        .await
+        self.link
+            .query_pipe(&pipe, || {
+                format!(
+                    "cannot save event {} of message {} of channel {channel_id}",
+                    event.event_id, event.user_message_id
+                )
+            })
+            .await
     }
 
     async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError> {
         let key = self.keys.events(channel_id, message_id);
         let texts: Vec<String> = self
+            .link
             .query(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1), || {
                 format!("cannot load events of message {message_id} of channel {channel_id}")
             })
@@ -469,19 +360,21 @@ impl Store for RedisStore {
             .arg(&status.component)
             .arg(to_json(status)?)
             .to_owned();
-        self.query(&cmd, || {
-            format!(
-                "cannot save status of {} of channel {channel_id}",
-                status.component
-            )
-        })
-        .await
+        self.link
+            .query(&cmd, || {
+                format!(
+                    "cannot save status of {} of channel {channel_id}",
+                    status.component
+                )
+            })
+            .await
     }
 
     /// Sorted by component, like the embedded store.
     async fn statuses(&self, channel_id: &str) -> Result<Vec<StatusEvent>, BackendError> {
         let key = self.keys.status(channel_id);
         let fields: BTreeMap<String, String> = self
+            .link
             .query(redis::cmd("HGETALL").arg(&key), || {
                 format!("cannot load statuses of channel {channel_id}")
             })
@@ -508,10 +401,11 @@ impl Store for RedisStore {
             .arg(ttl_ms(ttl))
             .ignore()
             .to_owned();
-        self.query_pipe(&pipe, || {
-            format!("cannot count {label} in bucket {bucket} of channel {channel_id}")
-        })
-        .await
+        self.link
+            .query_pipe(&pipe, || {
+                format!("cannot count {label} in bucket {bucket} of channel {channel_id}")
+            })
+            .await
     }
 
     /// One MGET of the counters of every label of [`RATES`]; labels never counted (or whose
@@ -526,6 +420,7 @@ impl Store for RedisStore {
             .map(|(label, _)| self.keys.rate(channel_id, label, bucket))
             .collect();
         let values: Vec<Option<u64>> = self
+            .link
             .query(redis::cmd("MGET").arg(&keys), || {
                 format!("cannot load rate counts of bucket {bucket} of channel {channel_id}")
             })
@@ -551,15 +446,5 @@ mod tests {
         assert_eq!(ttl_ms(Duration::ZERO), 1);
         assert_eq!(ttl_ms(Duration::from_millis(200)), 200);
         assert_eq!(ttl_ms(Duration::MAX), MAX_TTL_MS);
-    }
-
-    /// Error messages never show the Redis password.
-    #[test]
-    fn urls_are_shown_without_password() {
-        assert_eq!(
-            redact("redis://:secret@example.com:6380/2"),
-            "redis://:***@example.com:6380/2"
-        );
-        assert_eq!(redact("redis://127.0.0.1/"), "redis://127.0.0.1/");
     }
 }

@@ -137,6 +137,46 @@ impl Drop for Deployment {
     }
 }
 
+/// Deletes every key under `prefix` when dropped, so a failing test leaves nothing behind.
+/// It uses the crate's blocking API: `Drop` cannot await, and runs inside the test's runtime.
+pub struct KeyCleanup {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl KeyCleanup {
+    pub fn delete_keys(&self) -> redis::RedisResult<()> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(&keys).exec(&mut conn)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for KeyCleanup {
+    fn drop(&mut self) {
+        if let Err(e) = self.delete_keys() {
+            eprintln!("Could not delete the test keys {}*: {e}", self.prefix);
+        }
+    }
+}
+
 /// Deletes the queues of the channels a production test left, then its Redis keys.
 fn clean_production(prefix: &str) {
     let Ok(client) = redis::Client::open(redis_url()) else {
@@ -169,13 +209,11 @@ fn clean_production(prefix: &str) {
             }
         }
     });
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query(&mut redis)
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut redis);
-    }
+    // Dropping the guard deletes the keys.
+    drop(KeyCleanup {
+        url: redis_url(),
+        prefix: format!("{prefix}:"),
+    });
 }
 
 /// A running `junebug` process with its own data directory.

@@ -33,30 +33,19 @@
 //!
 //! # Connection
 //!
-//! As in [`crate::store::redis`]: one [`ConnectionManager`] with short, bounded timeouts and
-//! retries, replaced after a timeout. The setup is parallel to `RedisStore`'s, whose helpers
-//! are private to it.
-use std::sync::{Mutex, PoisonError};
+//! The shared [`RedisLink`] (the Store's connection too): short, bounded timeouts, and
+//! reconnection by itself.
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError};
+use redis::aio::MultiplexedConnection;
+use redis::RedisError;
 
 use super::{Outbox, OutboxItem};
 use crate::backend::BackendError;
+use crate::redis_link::{failure, RedisLink};
 
-/// How long one attempt to open a connection may take (TCP connect and handshake).
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a command (or pipeline) may wait for its reply.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connection attempts after the first, before the waiting calls are failed (the next call
-/// starts a new attempt).
-const RECONNECT_RETRIES: usize = 1;
-/// The first delay between connection attempts (doubling, with jitter).
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
-/// The longest delay between connection attempts.
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 /// How many times [`Outbox::revive`] tries when the dead letters keep changing under it.
 const REVIVE_TRIES: u32 = 12;
 /// The first pause between two tries of [`Outbox::revive`], doubled each time up to
@@ -65,35 +54,14 @@ const REVIVE_MIN_PAUSE: Duration = Duration::from_millis(1);
 /// The longest pause between two tries of [`Outbox::revive`] (all pauses: about 0.4 s).
 const REVIVE_MAX_PAUSE: Duration = Duration::from_millis(64);
 
-/// How the connection manager times out and retries.
-fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(RECONNECT_RETRIES)
-        .set_min_delay(RECONNECT_MIN_DELAY)
-        .set_max_delay(RECONNECT_MAX_DELAY)
-}
-
 /// The Redis outbox of one node. Cheap to share behind an `Arc`; calls may run concurrently.
 pub struct RedisOutbox {
     /// Names every key under the prefix.
     keys: Keys,
-    /// Kept to build a fresh manager after a timeout, and revive's own connections.
-    client: redis::Client,
-    /// The manager calls go through. A std mutex: held only to clone or swap, never across
-    /// an `.await`.
-    current: Mutex<Current>,
+    /// The connection (shared with the Store).
+    link: Arc<RedisLink>,
     /// The last score given in this node's pending set (unix microseconds).
     last_score: Mutex<u64>,
-}
-
-/// The connection manager in use.
-struct Current {
-    /// Cloned for each call (an `Arc` inside).
-    manager: ConnectionManager,
-    /// Counts replacements, so that many calls timing out together replace it only once.
-    generation: u64,
 }
 
 impl RedisOutbox {
@@ -106,25 +74,26 @@ impl RedisOutbox {
         key_prefix: &str,
         node: &str,
     ) -> Result<RedisOutbox, BackendError> {
-        let shown = redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| BackendError::new("redis", format!("invalid URL {shown}: {e}")))?;
-        let manager = ConnectionManager::new_with_config(client.clone(), manager_config())
-            .await
-            .map_err(|e| BackendError::new("redis", format!("cannot connect to {shown}: {e}")))?;
+        RedisOutbox::new(Arc::new(RedisLink::connect(url).await?), key_prefix, node).await
+    }
+
+    /// The outbox of `node` over an open `link`; every key will start with `key_prefix`.
+    /// Reads the node's highest score, so it fails if Redis cannot be reached now.
+    pub async fn new(
+        link: Arc<RedisLink>,
+        key_prefix: &str,
+        node: &str,
+    ) -> Result<RedisOutbox, BackendError> {
         let outbox = RedisOutbox {
             keys: Keys {
                 prefix: key_prefix.to_owned(),
                 node: node.to_owned(),
             },
-            client,
-            current: Mutex::new(Current {
-                manager,
-                generation: 0,
-            }),
+            link,
             last_score: Mutex::new(0),
         };
         let highest: Vec<(String, f64)> = outbox
+            .link
             .query(
                 redis::cmd("ZRANGE")
                     .arg(outbox.keys.pending())
@@ -159,58 +128,6 @@ impl RedisOutbox {
         let first = now.max(*last + 1);
         *last = first + count.saturating_sub(1) as u64;
         first
-    }
-
-    /// The manager to use for one call, and its generation.
-    fn manager(&self) -> (ConnectionManager, u64) {
-        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        (current.manager.clone(), current.generation)
-    }
-
-    /// After a call through manager `generation` failed with `error`: if it timed out,
-    /// replaces that manager by a new one that will connect on its next use (see
-    /// `RedisStore::replace_after_timeout` for why).
-    fn replace_after_timeout(&self, generation: u64, error: &RedisError) {
-        if !error.is_timeout() {
-            return;
-        }
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.generation != generation {
-            return; // Another call already replaced it.
-        }
-        // Only fails for configurations `connect` already accepted.
-        if let Ok(manager) =
-            ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config())
-        {
-            current.manager = manager;
-            current.generation += 1;
-        }
-    }
-
-    /// Runs one command; `what` describes it for the error.
-    async fn query<T: FromRedisValue>(
-        &self,
-        cmd: &Cmd,
-        what: impl FnOnce() -> String,
-    ) -> Result<T, BackendError> {
-        let (mut manager, generation) = self.manager();
-        cmd.query_async(&mut manager).await.map_err(|e| {
-            self.replace_after_timeout(generation, &e);
-            failure(what(), &e)
-        })
-    }
-
-    /// Runs a pipeline (one round trip); `what` describes it for the error.
-    async fn query_pipe<T: FromRedisValue>(
-        &self,
-        pipe: &Pipeline,
-        what: impl FnOnce() -> String,
-    ) -> Result<T, BackendError> {
-        let (mut manager, generation) = self.manager();
-        pipe.query_async(&mut manager).await.map_err(|e| {
-            self.replace_after_timeout(generation, &e);
-            failure(what(), &e)
-        })
     }
 
     /// One try of [`Outbox::revive`] on `conn`, a connection of its own: `None` if the dead
@@ -292,11 +209,6 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-/// A Redis failure while doing `what`.
-fn failure(what: String, error: &RedisError) -> BackendError {
-    BackendError::new("redis", format!("{what}: {error}"))
-}
-
 fn to_json(item: &OutboxItem) -> Result<String, BackendError> {
     serde_json::to_string(item)
         .map_err(|e| BackendError::new("redis", format!("cannot encode callback {}: {e}", item.id)))
@@ -306,19 +218,6 @@ fn to_json(item: &OutboxItem) -> Result<String, BackendError> {
 fn from_json(key: &str, text: &str) -> Result<OutboxItem, BackendError> {
     serde_json::from_str(text)
         .map_err(|e| BackendError::new("redis", format!("unreadable JSON at key {key}: {e}")))
-}
-
-/// `url` without its password, for error messages.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Only fails for URLs that cannot have a password, and this one has one.
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => "(unparseable URL)".to_owned(),
-    }
 }
 
 #[async_trait]
@@ -340,7 +239,8 @@ impl Outbox for RedisOutbox {
             .arg(&item.id)
             .ignore()
             .to_owned();
-        self.query_pipe(&pipe, || format!("cannot keep callback {}", item.id))
+        self.link
+            .query_pipe(&pipe, || format!("cannot keep callback {}", item.id))
             .await
     }
 
@@ -352,6 +252,7 @@ impl Outbox for RedisOutbox {
             .arg("XX")
             .to_owned();
         let _: Option<String> = self
+            .link
             .query(&cmd, || format!("cannot update callback {}", item.id))
             .await?;
         Ok(())
@@ -369,7 +270,8 @@ impl Outbox for RedisOutbox {
             .arg(self.keys.item(id))
             .ignore()
             .to_owned();
-        self.query_pipe(&pipe, || format!("cannot remove callback {id}"))
+        self.link
+            .query_pipe(&pipe, || format!("cannot remove callback {id}"))
             .await
     }
 
@@ -383,6 +285,7 @@ impl Outbox for RedisOutbox {
             )
         };
         let ids: Vec<String> = self
+            .link
             .query(
                 redis::cmd("ZRANGE").arg(self.keys.pending()).arg(0).arg(-1),
                 what,
@@ -392,7 +295,8 @@ impl Outbox for RedisOutbox {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.keys.item(id)).collect();
-        let texts: Vec<Option<String>> = self.query(redis::cmd("MGET").arg(&keys), what).await?;
+        let texts: Vec<Option<String>> =
+            self.link.query(redis::cmd("MGET").arg(&keys), what).await?;
         keys.iter()
             .zip(texts)
             .filter_map(|(key, text)| text.map(|text| from_json(key, &text)))
@@ -417,18 +321,20 @@ impl Outbox for RedisOutbox {
             .arg(to_json(item)?)
             .ignore()
             .to_owned();
-        self.query_pipe(&pipe, || {
-            format!(
-                "cannot bury callback {} of channel {}",
-                item.id, item.channel_id
-            )
-        })
-        .await
+        self.link
+            .query_pipe(&pipe, || {
+                format!(
+                    "cannot bury callback {} of channel {}",
+                    item.id, item.channel_id
+                )
+            })
+            .await
     }
 
     async fn dead_letters(&self, channel_id: &str) -> Result<Vec<OutboxItem>, BackendError> {
         let key = self.keys.dead_letters(channel_id);
         let texts: Vec<String> = self
+            .link
             .query(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1), || {
                 format!("cannot read the dead letters of channel {channel_id}")
             })
@@ -442,12 +348,9 @@ impl Outbox for RedisOutbox {
     /// `REVIVE_TRIES`: only while burials on that channel come faster than two round trips.
     async fn revive(&self, channel_id: &str) -> Result<Vec<OutboxItem>, BackendError> {
         let what = || format!("cannot revive the dead letters of channel {channel_id}");
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .link
+            .dedicated()
             .await
             .map_err(|e| failure(what(), &e))?;
         let mut pause = REVIVE_MIN_PAUSE;
@@ -474,6 +377,7 @@ impl Outbox for RedisOutbox {
             .ignore()
             .to_owned();
         let (count,): (usize,) = self
+            .link
             .query_pipe(&pipe, || {
                 format!("cannot purge the dead letters of channel {channel_id}")
             })

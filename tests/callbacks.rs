@@ -54,11 +54,13 @@ async fn callbacks_are_signed_when_a_secret_is_set(backend) {
 
     let events = format!("{}/events", app.url);
     let messages = format!("/channels/{id}/messages/");
-    api.post(&messages, json!({"to": client.local_addr, "content": "a", "event_url": events,
+    let (status, env) = api.post(&messages, json!({"to": client.local_addr, "content": "a", "event_url": events,
                                "callback_secret": "message-secret"})).await;
+    assert_eq!(status, 201, "{env}");
     let event = app.next().await;
     assert!(verify(&event, "message-secret"), "the message's own secret signs its events");
-    api.post(&messages, json!({"to": client.local_addr, "content": "b", "event_url": events})).await;
+    let (status, env) = api.post(&messages, json!({"to": client.local_addr, "content": "b", "event_url": events})).await;
+    assert_eq!(status, 201, "{env}");
     let event = app.next().await;
     assert!(verify(&event, "channel-secret"), "else the channel's");
 
@@ -67,7 +69,8 @@ async fn callbacks_are_signed_when_a_secret_is_set(backend) {
     let plain = api
         .create_channel(json!({"type": "telnet", "config": {"twisted_endpoint": "tcp:0"}}))
         .await;
-    api.post(&format!("/channels/{plain}/messages/"), json!({"to": "x", "content": "c", "event_url": events})).await;
+    let (status, env) = api.post(&format!("/channels/{plain}/messages/"), json!({"to": "x", "content": "c", "event_url": events})).await;
+    assert_eq!(status, 201, "{env}");
     assert_eq!(app.next().await.signature, None);
 }
 

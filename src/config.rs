@@ -118,6 +118,9 @@ pub struct CallbacksConfig {
     /// Requests in flight at once to one destination `host:port`, all channels together
     /// (`JUNEBUG_CALLBACKS__MAX_PER_DESTINATION`), at least 1. Default 32.
     pub max_per_destination: usize,
+    /// Requests in flight at once for one channel, all destinations together
+    /// (`JUNEBUG_CALLBACKS__MAX_PER_CHANNEL`), at least 1. Default 8.
+    pub max_per_channel: usize,
 }
 
 fn default_max_attempts() -> u32 {
@@ -135,6 +138,9 @@ fn default_retry_max() -> f64 {
 fn default_max_per_destination() -> usize {
     32
 }
+fn default_max_per_channel() -> usize {
+    8
+}
 
 impl Default for CallbacksConfig {
     fn default() -> Self {
@@ -144,6 +150,7 @@ impl Default for CallbacksConfig {
             retry_initial: default_retry_initial(),
             retry_max: default_retry_max(),
             max_per_destination: default_max_per_destination(),
+            max_per_channel: default_max_per_channel(),
         }
     }
 }
@@ -439,6 +446,10 @@ impl Config {
         at_least_one(
             "callbacks.max_per_destination",
             callbacks.max_per_destination as u64,
+        )?;
+        at_least_one(
+            "callbacks.max_per_channel",
+            callbacks.max_per_channel as u64,
         )?;
         positive_seconds("callbacks.max_age", callbacks.max_age)?;
         positive_seconds("callbacks.retry_initial", callbacks.retry_initial)?;

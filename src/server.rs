@@ -154,6 +154,7 @@ pub async fn start(
             max_delay: Duration::from_secs_f64(config.callbacks.retry_max),
         },
         max_per_destination: config.callbacks.max_per_destination,
+        max_per_channel: config.callbacks.max_per_channel,
     };
     let callbacks = Callbacks::new(
         delivery,

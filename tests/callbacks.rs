@@ -241,4 +241,44 @@ async fn requests_to_one_destination_are_bounded(backend) {
     assert!(extra.is_err(), "more than 3 requests in flight: {extra:?}");
     holder.abort();
 }
+
+/// However many endpoints one channel's callbacks go to, at most `max_per_channel` requests
+/// of that channel are in flight at once.
+async fn requests_of_one_channel_are_bounded(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start_with(&[("JUNEBUG_CALLBACKS__MAX_PER_CHANNEL", "2")]);
+    let api = Api::new(&daemon.url);
+    // Four endpoints that accept connections, report them, and never answer.
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let mut urls = Vec::new();
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        urls.push(format!("http://{}/events", hang.local_addr().unwrap()));
+        let opened_tx = opened_tx.clone();
+        holders.push(actix_rt::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = hang.accept().await {
+                held.push(socket);
+                let _ = opened_tx.send(());
+            }
+        }));
+    }
+    let id = api
+        .create_channel(json!({"type": "telnet", "config": {"twisted_endpoint": "tcp:0"}}))
+        .await;
+    // Nobody is connected: each send is rejected, and its event goes to its own endpoint.
+    for url in &urls {
+        let (status, env) = api
+            .post(&format!("/channels/{id}/messages/"), json!({"to": "x", "content": "c", "event_url": url}))
+            .await;
+        assert_eq!(status, 201, "{env}");
+    }
+    for _ in 0..2 {
+        tokio::time::timeout(common::WAIT, opened.recv()).await.unwrap().unwrap();
+    }
+    let extra = tokio::time::timeout(Duration::from_millis(500), opened.recv()).await;
+    assert!(extra.is_err(), "more than 2 requests of the channel in flight");
+    holders.iter().for_each(|h| h.abort());
+}
 }

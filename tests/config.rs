@@ -169,6 +169,7 @@ fn every_option_is_overridable_by_a_junebug_variable() {
         ("JUNEBUG_CALLBACKS__RETRY_INITIAL", "0.5", json!(0.5)),
         ("JUNEBUG_CALLBACKS__RETRY_MAX", "100", json!(100.0)),
         ("JUNEBUG_CALLBACKS__MAX_PER_DESTINATION", "4", json!(4)),
+        ("JUNEBUG_CALLBACKS__MAX_PER_CHANNEL", "3", json!(3)),
         ("JUNEBUG_NODE_ID", "node-a", json!("node-a")),
     ];
     // The two production URLs are only valid together: each is tested with the other set.

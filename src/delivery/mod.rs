@@ -94,9 +94,11 @@ struct Inner {
     /// One lane per channel and destination (`host:port`), so a dead endpoint holds back
     /// only its own callbacks, and callbacks to one endpoint keep their order.
     lanes: Mutex<HashMap<(String, String), mpsc::UnboundedSender<OutboxItem>>>,
-    /// Requests in flight per destination, bounded so many channels cannot flood one host.
-    per_destination: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Requests in flight per destination (so many channels cannot flood one host) and per
+    /// channel (so one channel with many endpoints cannot take every connection), by key.
+    bounds: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     max_per_destination: usize,
+    max_per_channel: usize,
     runtime: tokio::runtime::Handle,
     logs: Arc<ChannelLogs>,
     logger: slog::Logger,
@@ -126,6 +128,8 @@ pub struct DeliverySettings {
     pub policy: RetryPolicy,
     /// Requests in flight at once to one destination (`host:port`), all channels together.
     pub max_per_destination: usize,
+    /// Requests in flight at once for one channel, all destinations together.
+    pub max_per_channel: usize,
 }
 
 impl Callbacks {
@@ -150,8 +154,9 @@ impl Callbacks {
                 policy: settings.policy,
                 metrics,
                 lanes: Mutex::new(HashMap::new()),
-                per_destination: Mutex::new(HashMap::new()),
+                bounds: Mutex::new(HashMap::new()),
                 max_per_destination: settings.max_per_destination.max(1),
+                max_per_channel: settings.max_per_channel.max(1),
                 runtime: tokio::runtime::Handle::current(),
                 logs,
                 logger,
@@ -231,27 +236,41 @@ async fn run_lane(
     (channel_id, destination): (String, String),
     mut rx: mpsc::UnboundedReceiver<OutboxItem>,
 ) {
-    let permits = {
-        let mut bounds = inner
-            .per_destination
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        bounds
-            .entry(destination)
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(inner.max_per_destination)))
-            .clone()
+    let gate = Gate {
+        channel: inner.bound(format!("channel {channel_id}"), inner.max_per_channel),
+        destination: inner.bound(
+            format!("destination {destination}"),
+            inner.max_per_destination,
+        ),
     };
     while let Some(item) = rx.recv().await {
-        deliver(&inner, &permits, item).await;
+        deliver(&inner, &gate, item).await;
     }
     // The lane was closed because its channel was deleted: drop the series its last
     // callbacks may have brought back.
     inner.metrics.forget(&channel_id);
 }
 
+/// The two bounds a lane's requests pass: its channel's and its destination's.
+struct Gate {
+    channel: Arc<tokio::sync::Semaphore>,
+    destination: Arc<tokio::sync::Semaphore>,
+}
+
+impl Inner {
+    /// The semaphore bounding `key` to `size` requests at once.
+    fn bound(&self, key: String, size: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut bounds = self.bounds.lock().unwrap_or_else(|e| e.into_inner());
+        bounds
+            .entry(key)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(size)))
+            .clone()
+    }
+}
+
 /// Tries `item` until it is delivered or given up; the lane waits meanwhile, which keeps
 /// the order of the callbacks to one endpoint (a message's events above all).
-async fn deliver(inner: &Inner, permits: &tokio::sync::Semaphore, mut item: OutboxItem) {
+async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
     let channel_id = item.channel_id.clone();
     loop {
         let wait = item.next_attempt_at - unix_now();
@@ -261,8 +280,11 @@ async fn deliver(inner: &Inner, permits: &tokio::sync::Semaphore, mut item: Outb
         item.attempts += 1;
         let started = std::time::Instant::now();
         let outcome = {
-            // The semaphore is never closed, so acquiring only waits.
-            let _permit = permits.acquire().await;
+            // The semaphores are never closed, so acquiring only waits. Every lane takes the
+            // channel's permit first, then the destination's: no lane holds one while
+            // waiting for a permit another lane holds and waits to complete with.
+            let _channel = gate.channel.acquire().await;
+            let _destination = gate.destination.acquire().await;
             send(&inner.client, &item.callback).await
         };
         let callback = &item.callback;

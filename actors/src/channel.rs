@@ -516,7 +516,7 @@ mod tests {
             self.calls.set(self.calls.get() + 1);
             if self.throttle_first && self.calls.get() == 1 {
                 return Err(SendError::Throttled {
-                    after: Duration::from_millis(300),
+                    after: Duration::from_secs(1),
                 });
             }
             Ok(Sent::default())
@@ -589,24 +589,24 @@ mod tests {
         run_local(|| async {
             let host = RecordingHost::new();
             let supervisor = supervisor(&host);
-            // Six tokens a second; two three-part messages use them all, the third waits.
+            // Six tokens per 3 s; two three-part messages use them all, the third waits 1.5 s.
             for content in ["abc", "def", "ghi"] {
                 host.enqueue("parts", message("parts", content), Priority::BULK);
             }
             let mut spec = spec("parts", false);
             spec.rate_limit = Some(RateLimit {
                 count: 6,
-                window: Duration::from_secs(1),
+                window: Duration::from_secs(3),
             });
             let started = Instant::now();
             supervisor.send(StartChannel(spec)).await.unwrap().unwrap();
             for _ in 0..2 {
                 host.events().next().await;
             }
-            assert!(started.elapsed() < Duration::from_millis(400));
+            assert!(started.elapsed() < Duration::from_millis(1200));
             host.events().next().await;
             assert!(
-                started.elapsed() >= Duration::from_millis(450),
+                started.elapsed() >= Duration::from_millis(1400),
                 "the third message did not wait for 3 tokens"
             );
         });
@@ -660,7 +660,7 @@ mod tests {
                 }
             }
             assert!(
-                started.elapsed() >= Duration::from_millis(300),
+                started.elapsed() >= Duration::from_secs(1),
                 "the throttled channel did not pause"
             );
             // Sends already in flight when the provider complained go on; the refused one is

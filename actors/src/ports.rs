@@ -86,37 +86,93 @@ pub enum LogLevel {
     Critical = 50,
 }
 
+/// Which way the thing a log entry describes travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the provider (or the application's callback endpoint) towards Junebug.
+    Inbound,
+    /// From Junebug towards the provider (or the application).
+    Outbound,
+}
+
+impl Direction {
+    /// `inbound` or `outbound`, as written in the log files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
 /// One entry of a channel's log.
+///
+/// Besides words for people it carries what lets ops find it again: the ids of the messages
+/// it concerns (`GET /channels/{id}/messages/{msg_id}/logs` is indexed on them), which way
+/// it went, and for protocol traces the decoded PDU or HTTP exchange. Secrets inside a trace
+/// (passwords, tokens, `Authorization` headers, `user:pass@` in URLs) are redacted by the log
+/// writer, so producers may put whole PDUs and requests in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogRecord {
     /// How serious.
     pub level: LogLevel,
     /// Words for people.
     pub message: String,
+    /// Our ids of the messages this entry concerns (outbound or inbound).
+    pub message_ids: Vec<String>,
+    /// Which way it went, when it describes traffic.
+    pub direction: Option<Direction>,
+    /// The protocol trace: a decoded PDU, an HTTP exchange (method, url, status, headers, body).
+    pub trace: Option<serde_json::Value>,
 }
 
 impl LogRecord {
+    /// An entry at `level`.
+    pub fn new(level: LogLevel, message: impl Into<String>) -> Self {
+        LogRecord {
+            level,
+            message: message.into(),
+            message_ids: Vec::new(),
+            direction: None,
+            trace: None,
+        }
+    }
+
+    /// A DEBUG entry (kept in the log files, not shown by `GET /channels/{id}/logs`).
+    pub fn debug(message: impl Into<String>) -> Self {
+        Self::new(LogLevel::Debug, message)
+    }
+
     /// An INFO entry.
     pub fn info(message: impl Into<String>) -> Self {
-        LogRecord {
-            level: LogLevel::Info,
-            message: message.into(),
-        }
+        Self::new(LogLevel::Info, message)
     }
 
     /// A WARNING entry.
     pub fn warning(message: impl Into<String>) -> Self {
-        LogRecord {
-            level: LogLevel::Warning,
-            message: message.into(),
-        }
+        Self::new(LogLevel::Warning, message)
     }
 
     /// An ERROR entry.
     pub fn error(message: impl Into<String>) -> Self {
-        LogRecord {
-            level: LogLevel::Error,
-            message: message.into(),
-        }
+        Self::new(LogLevel::Error, message)
+    }
+
+    /// Marks the entry as concerning message `message_id`.
+    pub fn about(mut self, message_id: impl Into<String>) -> Self {
+        self.message_ids.push(message_id.into());
+        self
+    }
+
+    /// Marks which way the traffic it describes went.
+    pub fn going(mut self, direction: Direction) -> Self {
+        self.direction = Some(direction);
+        self
+    }
+
+    /// Attaches a protocol trace.
+    pub fn with_trace(mut self, trace: serde_json::Value) -> Self {
+        self.trace = Some(trace);
+        self
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::transport::ConfigError;
 
+pub mod smpp;
 pub mod telnet;
 
 #[cfg(any(test, feature = "testkit"))]

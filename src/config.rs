@@ -78,6 +78,10 @@ pub struct Config {
     /// Seconds per bucket of the message rates shown in channel status (`JUNEBUG_METRIC_WINDOW`),
     /// greater than 0. Default 10.0.
     pub metric_window: f64,
+    /// Seconds a delivery report whose provider id is not (yet) known is held, waiting for the
+    /// submit response that may have raced behind it, before it is logged and dropped
+    /// (`JUNEBUG_DELIVERY_REPORT_HOLD`), greater than 0. Default 30.0.
+    pub delivery_report_hold: f64,
     /// Largest HTTP API request body in bytes; larger requests get a 413
     /// (`JUNEBUG_MAX_BODY_SIZE`), at least 1. Default 1048576 (1 MiB).
     pub max_body_size: usize,
@@ -335,6 +339,9 @@ fn default_allow_expired_replies() -> bool {
 fn default_metric_window() -> f64 {
     10.0
 }
+fn default_delivery_report_hold() -> f64 {
+    30.0
+}
 fn default_max_body_size() -> usize {
     1_048_576
 }
@@ -368,6 +375,7 @@ impl Default for Config {
             outbound_message_ttl: default_outbound_message_ttl(),
             allow_expired_replies: default_allow_expired_replies(),
             metric_window: default_metric_window(),
+            delivery_report_hold: default_delivery_report_hold(),
             max_body_size: default_max_body_size(),
             callback_timeout: default_callback_timeout(),
             supervisor: SupervisorConfig::default(),
@@ -433,6 +441,7 @@ impl Config {
         at_least_one("outbound_message_ttl", self.outbound_message_ttl)?;
         at_least_one("max_body_size", self.max_body_size as u64)?;
         positive_seconds("metric_window", self.metric_window)?;
+        positive_seconds("delivery_report_hold", self.delivery_report_hold)?;
         positive_seconds("callback_timeout", self.callback_timeout)?;
         let sup = &self.supervisor;
         positive_seconds(

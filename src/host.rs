@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use junebug_actors::message::{Event, Message, SessionEvent, StatusEvent};
-use junebug_actors::ports::{ChannelHost, LogRecord, OutboundConsumer, PortError};
-use serde_json::Value;
+use junebug_actors::message::{DeliveryReport, Event, Message, SessionEvent, StatusEvent};
+use junebug_actors::ports::{
+    ChannelHost, Direction, LogRecord, OutboundConsumer, PortError, ReportOutcome,
+};
+use serde_json::{json, Value};
 
 use crate::delivery::amqp::AmqpApps;
 use crate::delivery::template::{CallbackMethod, TemplateKind, TemplateValues, UrlTemplate};
@@ -15,7 +17,8 @@ use crate::logs::ChannelLogs;
 use crate::metrics;
 use crate::metrics::exporter::Metrics;
 use crate::queue::Queue;
-use crate::store::{ChannelProperties, Store, Tally};
+use crate::receipts::{long_message_outcome, part_report, ReceiptMatcher};
+use crate::store::{ChannelProperties, PartRef, Store, Tally};
 use crate::wire;
 
 /// Time settings the host applies.
@@ -38,6 +41,8 @@ pub struct Host {
     pub(crate) apps: Option<Arc<AmqpApps>>,
     pub(crate) logs: Arc<ChannelLogs>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Matches delivery reports to messages.
+    pub(crate) receipts: ReceiptMatcher,
     pub(crate) settings: HostSettings,
     pub(crate) logger: slog::Logger,
 }
@@ -164,6 +169,64 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Turns a matched report into its message's event: at once for a single-part message,
+    /// once the outcome is decided for a long one.
+    async fn report_part(
+        &self,
+        channel_id: &str,
+        part: PartRef,
+        report: DeliveryReport,
+    ) -> ReportOutcome {
+        let mut details = report.details;
+        details.insert(
+            "provider_message_id".into(),
+            json!(report.provider_message_id),
+        );
+        let ttl = self.settings.outbound_ttl;
+        let event = if part.parts <= 1 {
+            Event::delivery_report(&part.message_id, report.status, details)
+        } else {
+            let store = &self.store;
+            let reports = match store
+                .record_part_report(
+                    channel_id,
+                    &part,
+                    &part_report(&part, report.status, &details),
+                    ttl,
+                )
+                .await
+            {
+                Ok(reports) => reports,
+                Err(e) => {
+                    self.backend_failed(channel_id, "record a part's delivery report", &e);
+                    return ReportOutcome::Failed;
+                }
+            };
+            let Some(status) = long_message_outcome(part.parts, &reports) else {
+                return ReportOutcome::Matched; // undecided: wait for the other parts
+            };
+            match store
+                .claim_final_report(channel_id, &part.message_id, ttl)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return ReportOutcome::Matched, // already forwarded
+                Err(e) => {
+                    self.backend_failed(channel_id, "record a delivery outcome", &e);
+                    return ReportOutcome::Failed;
+                }
+            }
+            let parts: Vec<Value> = reports.into_values().collect();
+            let mut details = serde_json::Map::new();
+            details.insert("parts".into(), Value::Array(parts));
+            Event::delivery_report(&part.message_id, status, details)
+        };
+        self.record_event(channel_id, &event).await;
+        ReportOutcome::Matched
+    }
+}
+
 #[async_trait]
 impl ChannelHost for Host {
     async fn inbound(&self, channel_id: &str, message: Message) {
@@ -210,6 +273,56 @@ impl ChannelHost for Host {
 
     async fn event(&self, channel_id: &str, event: Event) {
         self.record_event(channel_id, &event).await;
+    }
+
+    async fn provider_ids(&self, channel_id: &str, message_id: &str, provider_ids: &[String]) {
+        let ttl = self.settings.outbound_ttl;
+        match self
+            .store
+            .map_provider_ids(channel_id, message_id, provider_ids, ttl)
+            .await
+        {
+            Ok(()) => self.receipts.mapped(channel_id, provider_ids),
+            Err(e) => self.backend_failed(channel_id, "map provider message ids", &e),
+        }
+    }
+
+    async fn delivery_report(&self, channel_id: &str, report: DeliveryReport) -> ReportOutcome {
+        let provider_id = report.provider_message_id.clone();
+        match self
+            .receipts
+            .find(self.store.as_ref(), channel_id, &provider_id)
+            .await
+        {
+            Ok(Some(part)) => {
+                self.logs.push(
+                    channel_id,
+                    LogRecord::info(format!(
+                        "Delivery report for part {} of {}: {:?}",
+                        part.part + 1,
+                        part.parts,
+                        report.status
+                    ))
+                    .about(&part.message_id)
+                    .going(Direction::Inbound),
+                );
+                self.report_part(channel_id, part, report).await
+            }
+            Ok(None) => {
+                self.logs.push(
+                    channel_id,
+                    LogRecord::warning(format!(
+                        "Dropped a delivery report for unknown provider message id {provider_id}"
+                    ))
+                    .going(Direction::Inbound),
+                );
+                ReportOutcome::Unmatched
+            }
+            Err(e) => {
+                self.backend_failed(channel_id, "look up a provider message id", &e);
+                ReportOutcome::Failed
+            }
+        }
     }
 
     async fn status(&self, channel_id: &str, status: StatusEvent) {

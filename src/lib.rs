@@ -20,6 +20,7 @@ pub mod logging;
 pub mod logs;
 pub mod metrics;
 pub mod queue;
+pub mod receipts;
 pub mod redis_link;
 pub mod server;
 pub mod sqlite;

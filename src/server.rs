@@ -24,6 +24,7 @@ use crate::metrics::exporter::Metrics;
 use crate::queue::amqp::AmqpQueue;
 use crate::queue::embedded::{self as embedded_queue, EmbeddedQueue};
 use crate::queue::Queue;
+use crate::receipts::ReceiptMatcher;
 use crate::redis_link::RedisLink;
 use crate::sqlite::Database;
 use crate::store::embedded::{self as embedded_store, EmbeddedStore};
@@ -170,6 +171,7 @@ pub async fn start(
         apps,
         logs,
         metrics,
+        receipts: ReceiptMatcher::new(Duration::from_secs_f64(config.delivery_report_hold)),
         settings: HostSettings {
             inbound_ttl: Duration::from_secs(config.inbound_message_ttl),
             outbound_ttl: Duration::from_secs(config.outbound_message_ttl),

@@ -32,7 +32,9 @@ pub fn event_type(kind: &EventKind) -> &'static str {
     match kind {
         EventKind::Ack { .. } => "submitted",
         EventKind::Nack { .. } => "rejected",
-        EventKind::DeliveryReport { delivery_status } => match delivery_status {
+        EventKind::DeliveryReport {
+            delivery_status, ..
+        } => match delivery_status {
             DeliveryStatus::Delivered => "delivery_succeeded",
             DeliveryStatus::Failed => "delivery_failed",
             DeliveryStatus::Pending => "delivery_pending",
@@ -44,7 +46,8 @@ pub fn event_type(kind: &EventKind) -> &'static str {
 pub fn event_json(channel_id: &str, event: &Event) -> Value {
     let details = match &event.kind {
         EventKind::Nack { nack_reason } => json!({ "reason": nack_reason }),
-        _ => json!({}),
+        EventKind::DeliveryReport { details, .. } => Value::Object(details.clone()),
+        EventKind::Ack { .. } => json!({}),
     };
     json!({
         "event_type": event_type(&event.kind),

@@ -20,12 +20,11 @@ use junebug::metrics::RATES;
 use junebug::sqlite::Database;
 use junebug::store::embedded::{EmbeddedStore, SCHEMA};
 use junebug::store::redis::RedisStore;
-use junebug::store::{ChannelProperties, OutboundRecord, Store, Tally};
+use junebug::store::{ChannelProperties, OutboundRecord, PartRef, Store, Tally};
 use junebug_actors::message::{
-    new_message_id, timestamp_now, DeliveryStatus, Event, EventKind, Message, StatusEvent,
-    StatusLevel,
+    new_message_id, timestamp_now, DeliveryStatus, Event, Message, StatusEvent, StatusLevel,
 };
-use serde_json::json;
+use serde_json::{json, Map};
 
 /// A TTL short enough to wait out in a test.
 const SHORT_TTL: Duration = Duration::from_millis(200);
@@ -242,13 +241,11 @@ store_tests! {
         let (msg, other_msg) = (new_message_id(), new_message_id());
         let events = vec![
             Event::ack(&msg, Some("provider-1".to_owned())),
-            Event::new(
+            Event::delivery_report(&msg, DeliveryStatus::Pending, Map::new()),
+            Event::delivery_report(
                 &msg,
-                EventKind::DeliveryReport { delivery_status: DeliveryStatus::Pending },
-            ),
-            Event::new(
-                &msg,
-                EventKind::DeliveryReport { delivery_status: DeliveryStatus::Delivered },
+                DeliveryStatus::Delivered,
+                Map::from_iter([("stat".to_owned(), json!("DELIVRD"))]),
             ),
         ];
         for event in &events {
@@ -268,6 +265,31 @@ store_tests! {
         assert_eq!(store.events(&id, &msg).await.unwrap().len(), 1);
         actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
         assert_eq!(store.events(&id, &msg).await.unwrap(), vec![]);
+    }
+
+    /// Each provider id of a long message points to its part, for its channel only.
+    fn provider_ids_map_to_message_parts(store) {
+        let (id, other, msg) = (channel_id(), channel_id(), new_message_id());
+        let ids = ["a1".to_owned(), "a2".to_owned()];
+        store.map_provider_ids(&id, &msg, &ids, LONG_TTL).await.unwrap();
+        let second = store.find_provider_id(&id, "a2").await.unwrap().unwrap();
+        assert_eq!(second, PartRef { message_id: msg.clone(), part: 1, parts: 2 });
+        assert_eq!(store.find_provider_id(&other, "a2").await.unwrap(), None);
+        assert_eq!(store.find_provider_id(&id, "a3").await.unwrap(), None);
+    }
+
+    /// Part reports accumulate (the latest per part wins) and one caller claims the outcome.
+    fn part_reports_accumulate_and_the_outcome_is_claimed_once(store) {
+        let (id, msg) = (channel_id(), new_message_id());
+        let part = |part| PartRef { message_id: msg.clone(), part, parts: 2 };
+        store.record_part_report(&id, &part(0), &json!("pending"), LONG_TTL).await.unwrap();
+        store.record_part_report(&id, &part(0), &json!("delivered"), LONG_TTL).await.unwrap();
+        let all = store.record_part_report(&id, &part(1), &json!("failed"), LONG_TTL).await.unwrap();
+        assert_eq!(all.into_iter().collect::<Vec<_>>(), vec![(0, json!("delivered")), (1, json!("failed"))]);
+        assert!(store.claim_final_report(&id, &msg, LONG_TTL).await.unwrap());
+        assert!(!store.claim_final_report(&id, &msg, LONG_TTL).await.unwrap());
+        let again = store.record_part_report(&id, &part(1), &json!("failed"), LONG_TTL).await.unwrap();
+        assert_eq!(again.len(), 2, "the claim is not a part");
     }
 
     /// Only the latest status of each component is kept, per channel.

@@ -252,7 +252,7 @@ impl ChannelActor {
         let event = Event::nack(&delivery.message.message_id, "expired");
         let send_no = self.next_send;
         self.next_send += 1;
-        self.settle(send_no, delivery, event, ctx);
+        self.settle(send_no, delivery, event, Vec::new(), ctx);
     }
 
     /// Hands one message to the transport, in its own task so a panic is caught.
@@ -284,8 +284,8 @@ impl ChannelActor {
         match result {
             Ok(Ok(sent)) => {
                 self.throttle_pause = Duration::ZERO;
-                let event = Event::ack(&message_id, sent.provider_message_id);
-                self.settle(send_no, delivery, event, ctx);
+                let event = Event::ack(&message_id, sent.provider_ids.first().cloned());
+                self.settle(send_no, delivery, event, sent.provider_ids, ctx);
             }
             Ok(Err(SendError::Throttled { after })) => {
                 self.in_flight.remove(&send_no);
@@ -300,7 +300,8 @@ impl ChannelActor {
                 self.wake_after(pause, ctx);
             }
             Ok(Err(SendError::Rejected(reason))) => {
-                self.settle(send_no, delivery, Event::nack(&message_id, reason), ctx);
+                let event = Event::nack(&message_id, reason);
+                self.settle(send_no, delivery, event, Vec::new(), ctx);
             }
             Ok(Err(SendError::Retry { reason, after })) => {
                 self.in_flight.remove(&send_no);
@@ -328,11 +329,24 @@ impl ChannelActor {
     }
 
     /// Records the outcome, then acks the queue, then frees the window slot.
-    fn settle(&mut self, send_no: u64, delivery: Delivery, event: Event, ctx: &mut Context<Self>) {
+    /// Records a sent or rejected message's event (then the provider's ids for it, so that
+    /// delivery reports are forwarded after `submitted`), and acks it in the queue.
+    fn settle(
+        &mut self,
+        send_no: u64,
+        delivery: Delivery,
+        event: Event,
+        provider_ids: Vec<String>,
+        ctx: &mut Context<Self>,
+    ) {
         let host = self.host.clone();
         let id = self.spec.id.clone();
         let recorded = async move {
             host.event(&id, event).await;
+            if !provider_ids.is_empty() {
+                let message_id = &delivery.message.message_id;
+                host.provider_ids(&id, message_id, &provider_ids).await;
+            }
             delivery.receipt.ack().await
         };
         ctx.spawn(recorded.into_actor(self).map(move |acked, act, ctx| {

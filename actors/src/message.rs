@@ -104,6 +104,10 @@ pub enum EventKind {
     DeliveryReport {
         /// `delivered`, `failed` or `pending`.
         delivery_status: DeliveryStatus,
+        /// What the provider said (raw status, error code, its message id, per-part
+        /// outcomes of a long message); the API shows it as `event_details`.
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        details: Map<String, Value>,
     },
 }
 
@@ -117,6 +121,22 @@ pub enum DeliveryStatus {
     Failed,
     /// Still trying.
     Pending,
+}
+
+/// A provider's report on the delivery of a message it knows by its own id.
+///
+/// Transports cannot turn it into an [`Event`] themselves: only the daemon knows which of our
+/// messages the provider's id belongs to (the mapping is shared by every node), and a report
+/// about one part of a long message only becomes an event once the whole message's outcome
+/// is known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryReport {
+    /// The provider's id of the message or part, as its submit response gave it.
+    pub provider_message_id: String,
+    /// What the report says.
+    pub status: DeliveryStatus,
+    /// The provider's raw fields (status text, error code, …) for `event_details`.
+    pub details: Map<String, Value>,
 }
 
 /// An event about an outbound message (vumi `event`).
@@ -147,6 +167,21 @@ impl Event {
     /// `ack`: the message was submitted.
     pub fn ack(user_message_id: &str, sent_message_id: Option<String>) -> Self {
         Self::new(user_message_id, EventKind::Ack { sent_message_id })
+    }
+
+    /// A delivery report: `status`, with the provider's `details`.
+    pub fn delivery_report(
+        user_message_id: &str,
+        status: DeliveryStatus,
+        details: Map<String, Value>,
+    ) -> Self {
+        Self::new(
+            user_message_id,
+            EventKind::DeliveryReport {
+                delivery_status: status,
+                details,
+            },
+        )
     }
 
     /// `nack`: the message was rejected for `reason`.

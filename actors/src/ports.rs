@@ -5,7 +5,7 @@
 //! SQLite, Redis or RabbitMQ.
 use async_trait::async_trait;
 
-use crate::message::{Event, Message, Priority, StatusEvent};
+use crate::message::{DeliveryReport, Event, Message, Priority, StatusEvent};
 
 /// Everything a running channel needs from the daemon.
 ///
@@ -21,6 +21,19 @@ pub trait ChannelHost: Send + Sync + 'static {
     /// Something happened to an outbound message: record it and forward it.
     async fn event(&self, channel_id: &str, event: Event);
 
+    /// The provider accepted outbound message `message_id` under `provider_ids` (one per part).
+    /// The host remembers the mapping for as long as the message's events are kept, and
+    /// releases delivery reports that arrived for these ids before it was known. Called after
+    /// the message's `submitted` event is recorded, so the application sees `submitted`
+    /// before any delivery event.
+    async fn provider_ids(&self, channel_id: &str, message_id: &str, provider_ids: &[String]);
+
+    /// The provider reported on the delivery of a message or part. Returns once the report's
+    /// event is recorded (or folded into its long message's outcome), or once the report is
+    /// known to match no message — after waiting a bounded time for a submit response that
+    /// may have raced behind it — so a transport can acknowledge it to the provider then.
+    async fn delivery_report(&self, channel_id: &str, report: DeliveryReport) -> ReportOutcome;
+
     /// A transport component changed status.
     async fn status(&self, channel_id: &str, status: StatusEvent);
 
@@ -35,6 +48,18 @@ pub trait ChannelHost: Send + Sync + 'static {
         channel_id: &str,
         prefetch: usize,
     ) -> Result<Box<dyn OutboundConsumer>, PortError>;
+}
+
+/// What became of a delivery report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// It became an event (or part of one) of the message it concerns.
+    Matched,
+    /// No message is known under its id, even after waiting: it is logged and dropped.
+    Unmatched,
+    /// It could not be recorded (a backend is down): the transport should make the provider
+    /// send it again (SMPP: a temporary error in deliver_sm_resp).
+    Failed,
 }
 
 /// A failure of the daemon side (a backend that is down, say).

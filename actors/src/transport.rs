@@ -14,8 +14,8 @@ use actix::Recipient;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::message::{Event, Message, StatusEvent};
-use crate::ports::{ChannelHost, LogRecord};
+use crate::message::{DeliveryReport, Event, Message, StatusEvent};
+use crate::ports::{ChannelHost, LogRecord, ReportOutcome};
 
 /// A channel type's connection to its provider.
 #[async_trait(?Send)]
@@ -40,8 +40,20 @@ pub trait Transport {
 /// A message the transport (or its provider) accepted.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Sent {
-    /// The provider's id for it, when the provider gives one.
-    pub provider_message_id: Option<String>,
+    /// The provider's ids for it, when the provider gives them: one per part for a message
+    /// that went out in several parts (an SMS split in three has three SMSC ids), so that a
+    /// delivery report about any part finds its message. The first is the message's
+    /// `sent_message_id`.
+    pub provider_ids: Vec<String>,
+}
+
+impl Sent {
+    /// Accepted under the provider's id `id`.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        Sent {
+            provider_ids: vec![id.into()],
+        }
+    }
 }
 
 /// Why a send did not succeed.
@@ -140,6 +152,11 @@ impl TransportContext {
     /// Reports an event about an outbound message (a delivery report, say).
     pub async fn event(&self, event: Event) {
         self.host.event(&self.channel_id, event).await
+    }
+
+    /// Reports a provider's delivery report; see [`ChannelHost::delivery_report`].
+    pub async fn delivery_report(&self, report: DeliveryReport) -> ReportOutcome {
+        self.host.delivery_report(&self.channel_id, report).await
     }
 
     /// Publishes a component status.

@@ -43,7 +43,7 @@
 //! | `reply_to` | the id of the message it answers | the outbound message's, when known | – |
 //! | `timestamp` | `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) | the event's | – |
 //! | `event_type` | – | `submitted`, `rejected`, `delivery_succeeded`, `delivery_failed`, `delivery_pending` | – |
-//! | `provider_message_id` | – | the provider's id for the message (acks that carry one) | – |
+//! | `provider_message_id` | – | the provider's id for the message (acks that carry one, delivery reports) | – |
 //! | `status` | – | delivery reports: `delivered`, `failed`, `pending` | `ok`, `degraded`, `down` |
 //! | `reason` | – | nacks: the reason | – |
 //! | `component`, `type`, `message` | – | – | the status's |
@@ -686,13 +686,17 @@ impl<'a> TemplateValues<'a> {
         let (provider_message_id, status, reason, dlr_value) = match &event.kind {
             EventKind::Ack { sent_message_id } => (sent_message_id.as_deref(), None, None, "8"),
             EventKind::Nack { nack_reason } => (None, None, Some(nack_reason.as_str()), "16"),
-            EventKind::DeliveryReport { delivery_status } => {
+            EventKind::DeliveryReport {
+                delivery_status,
+                details,
+            } => {
                 let (status, value) = match delivery_status {
                     DeliveryStatus::Delivered => ("delivered", "1"),
                     DeliveryStatus::Failed => ("failed", "2"),
                     DeliveryStatus::Pending => ("pending", "4"),
                 };
-                (None, Some(status), None, value)
+                let provider_id = details.get("provider_message_id").and_then(Value::as_str);
+                (provider_id, Some(status), None, value)
             }
         };
         TemplateValues {
@@ -1207,13 +1211,20 @@ mod tests {
             (DeliveryStatus::Pending, "delivery_pending", "pending", "4"),
         ];
         for (delivery_status, event_type, status, dlr) in cases {
+            let details = serde_json::Map::from_iter([(
+                "provider_message_id".to_owned(),
+                Value::from("smsc-7"),
+            )]);
             let got = ev_expand(
-                "http://app.example/?e={event_type}&s={status}&d=%d&A=%A&r={reason}",
-                EventKind::DeliveryReport { delivery_status },
+                "http://app.example/?e={event_type}&s={status}&d=%d&A=%A&r={reason}&F=%F",
+                EventKind::DeliveryReport {
+                    delivery_status,
+                    details,
+                },
             );
             assert_eq!(
                 got,
-                format!("http://app.example/?e={event_type}&s={status}&d={dlr}&A=&r=")
+                format!("http://app.example/?e={event_type}&s={status}&d={dlr}&A=&r=&F=smsc-7")
             );
         }
     }

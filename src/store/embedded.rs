@@ -2,15 +2,16 @@
 //!
 //! Expiry is a column (`expires_at`, unix seconds); reads ignore expired rows and a sweep
 //! ([`EmbeddedStore::sweep`]) deletes them.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use junebug_actors::message::{Event, Message, StatusEvent};
 use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
 
-use super::{ChannelProperties, OutboundRecord, Store, Tally};
+use super::{ChannelProperties, OutboundRecord, PartRef, Store, Tally};
 use crate::backend::BackendError;
 use crate::sqlite::Database;
 
@@ -27,6 +28,12 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, channel_id TEXT NOT NULL,
     message_id TEXT NOT NULL, event TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_message ON events (channel_id, message_id, seq);
+CREATE TABLE IF NOT EXISTS provider_ids (
+    channel_id TEXT NOT NULL, provider_id TEXT NOT NULL, part_ref TEXT NOT NULL,
+    expires_at REAL NOT NULL, PRIMARY KEY (channel_id, provider_id));
+CREATE TABLE IF NOT EXISTS part_reports (
+    channel_id TEXT NOT NULL, message_id TEXT NOT NULL, part INTEGER NOT NULL,
+    report TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (channel_id, message_id, part));
 CREATE TABLE IF NOT EXISTS statuses (
     channel_id TEXT NOT NULL, component TEXT NOT NULL, status TEXT NOT NULL,
     PRIMARY KEY (channel_id, component));
@@ -84,7 +91,14 @@ impl EmbeddedStore {
         self.db
             .call(|conn| {
                 let t = now();
-                for table in ["inbound_messages", "outbound_messages", "events", "rates"] {
+                for table in [
+                    "inbound_messages",
+                    "outbound_messages",
+                    "events",
+                    "rates",
+                    "provider_ids",
+                    "part_reports",
+                ] {
                     conn.execute(&format!("DELETE FROM {table} WHERE expires_at <= ?1"), [t])?;
                 }
                 Ok(())
@@ -254,6 +268,117 @@ impl Store for EmbeddedStore {
                     params![row.0, row.1, row.2, expires],
                 )
                 .map(drop)
+            })
+            .await
+    }
+
+    async fn map_provider_ids(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        provider_ids: &[String],
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let parts = provider_ids.len() as u32;
+        let rows = provider_ids
+            .iter()
+            .zip(0..)
+            .map(|(provider_id, part)| {
+                let part_ref = PartRef {
+                    message_id: message_id.to_owned(),
+                    part,
+                    parts,
+                };
+                Ok((provider_id.clone(), to_json(&part_ref)?))
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        let channel_id = channel_id.to_owned();
+        let expires = now() + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "INSERT OR REPLACE INTO provider_ids (channel_id, provider_id, part_ref, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (provider_id, part_ref) in &rows {
+                    stmt.execute(params![channel_id, provider_id, part_ref, expires])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn find_provider_id(
+        &self,
+        channel_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<PartRef>, BackendError> {
+        let key = (channel_id.to_owned(), provider_id.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT part_ref FROM provider_ids
+                     WHERE channel_id = ?1 AND provider_id = ?2 AND expires_at > ?3",
+                    params![key.0, key.1, now()],
+                    |row| from_json(&row.get::<_, String>(0)?),
+                )
+                .optional()
+            })
+            .await
+    }
+
+    async fn record_part_report(
+        &self,
+        channel_id: &str,
+        part: &PartRef,
+        report: &Value,
+        ttl: Duration,
+    ) -> Result<BTreeMap<u32, Value>, BackendError> {
+        let row = (
+            channel_id.to_owned(),
+            part.message_id.clone(),
+            part.part,
+            to_json(report)?,
+        );
+        let expires = now() + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO part_reports
+                     (channel_id, message_id, part, report, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![row.0, row.1, row.2, row.3, expires],
+                )?;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT part, report FROM part_reports
+                     WHERE channel_id = ?1 AND message_id = ?2 AND part >= 0 AND expires_at > ?3",
+                )?;
+                let reports = stmt
+                    .query_map(params![row.0, row.1, now()], |r| {
+                        Ok((r.get::<_, u32>(0)?, from_json(&r.get::<_, String>(1)?)?))
+                    })?
+                    .collect();
+                reports
+            })
+            .await
+    }
+
+    /// The claim is a row with part number -1: only one INSERT OR IGNORE inserts it.
+    async fn claim_final_report(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let key = (channel_id.to_owned(), message_id.to_owned());
+        let expires = now() + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                let inserted = conn.execute(
+                    "INSERT OR IGNORE INTO part_reports
+                     (channel_id, message_id, part, report, expires_at) VALUES (?1, ?2, -1, 'final', ?3)",
+                    params![key.0, key.1, expires],
+                )?;
+                Ok(inserted == 1)
             })
             .await
     }

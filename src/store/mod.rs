@@ -5,7 +5,7 @@
 //!
 //! Data with a time to live (inbound messages, outbound records, events, rate buckets) is
 //! never returned once expired, whatever the backend does to reclaim the space.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +36,18 @@ pub struct OutboundRecord {
     /// `"GET"` or `"POST"` (the default) for its event callbacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_url_method: Option<Value>,
+}
+
+/// Where a provider's message id points: one of our outbound messages, and which of its
+/// parts (an SMS sent in three parts has three provider ids).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PartRef {
+    /// Our message id.
+    pub message_id: String,
+    /// The part, from 0.
+    pub part: u32,
+    /// How many parts the message went out in.
+    pub parts: u32,
 }
 
 /// One occurrence to count for a rate: `label` in time bucket `bucket`, kept for `ttl`.
@@ -103,6 +115,39 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), BackendError>;
     /// A message's events, in the order they happened.
     async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError>;
+
+    /// Maps each of `provider_ids` (the parts of `message_id`, in order) to the message, for
+    /// `ttl`.
+    async fn map_provider_ids(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        provider_ids: &[String],
+        ttl: Duration,
+    ) -> Result<(), BackendError>;
+    /// The message (and part) the provider knows as `provider_id`.
+    async fn find_provider_id(
+        &self,
+        channel_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<PartRef>, BackendError>;
+    /// Records the latest delivery report of one part of a long message, kept for `ttl`, and
+    /// returns the latest report of every part so far, by part number.
+    async fn record_part_report(
+        &self,
+        channel_id: &str,
+        part: &PartRef,
+        report: &Value,
+        ttl: Duration,
+    ) -> Result<BTreeMap<u32, Value>, BackendError>;
+    /// Claims the right to forward a long message's final delivery event: true for exactly
+    /// one caller, however many nodes see the last parts' reports at once.
+    async fn claim_final_report(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
 
     /// Keeps the latest status of a component.
     async fn save_status(&self, channel_id: &str, status: &StatusEvent)

@@ -18,6 +18,8 @@
 //! | `{id}:inbound_messages:{msg}` | string | an inbound [`Message`] (JSON) | inbound TTL |
 //! | `{id}:outbound_messages:{msg}` | string | an [`OutboundRecord`] (JSON) | outbound TTL |
 //! | `{id}:outbound_messages:{msg}:events` | list | its [`Event`]s (JSON), ordered | TTL, renewed |
+//! | `{id}:provider_ids:{pid}` | string | the [`PartRef`] a provider's message id points to (JSON) | outbound TTL |
+//! | `{id}:outbound_messages:{msg}:part_reports` | hash | part number → its latest delivery report (JSON); `final` once the message's outcome was forwarded | TTL, renewed |
 //! | `{id}:{label}:{bucket}` | string | a count, labels of [`RATES`] | TTL, renewed |
 //!
 //! "Renewed": each RPUSH or INCR sets the expiry again, in the same atomic pipeline.
@@ -39,8 +41,9 @@ use async_trait::async_trait;
 use junebug_actors::message::{Event, Message, StatusEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 
-use super::{ChannelProperties, OutboundRecord, Store, Tally};
+use super::{ChannelProperties, OutboundRecord, PartRef, Store, Tally};
 use crate::backend::BackendError;
 use crate::metrics::RATES;
 use crate::redis_link::RedisLink;
@@ -134,6 +137,17 @@ impl Keys {
 
     fn outbound(&self, id: &str, message_id: &str) -> String {
         format!("{}{id}:outbound_messages:{message_id}", self.prefix)
+    }
+
+    fn provider_id(&self, id: &str, provider_id: &str) -> String {
+        format!("{}{id}:provider_ids:{provider_id}", self.prefix)
+    }
+
+    fn part_reports(&self, id: &str, message_id: &str) -> String {
+        format!(
+            "{}{id}:outbound_messages:{message_id}:part_reports",
+            self.prefix
+        )
     }
 
     fn events(&self, id: &str, message_id: &str) -> String {
@@ -337,6 +351,117 @@ impl Store for RedisStore {
                 )
             })
             .await
+    }
+
+    /// One SET PX per part, in one pipeline.
+    async fn map_provider_ids(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        provider_ids: &[String],
+        ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let mut pipe = redis::pipe();
+        let parts = provider_ids.len() as u32;
+        for (provider_id, part) in provider_ids.iter().zip(0..) {
+            let part_ref = PartRef {
+                message_id: message_id.to_owned(),
+                part,
+                parts,
+            };
+            pipe.cmd("SET")
+                .arg(self.keys.provider_id(channel_id, provider_id))
+                .arg(to_json(&part_ref)?)
+                .arg("PX")
+                .arg(ttl_ms(ttl))
+                .ignore();
+        }
+        self.link
+            .query_pipe(&pipe, || {
+                format!("cannot map provider ids of message {message_id} of channel {channel_id}")
+            })
+            .await
+    }
+
+    async fn find_provider_id(
+        &self,
+        channel_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<PartRef>, BackendError> {
+        self.get_json(self.keys.provider_id(channel_id, provider_id), || {
+            format!("cannot look up provider id {provider_id} of channel {channel_id}")
+        })
+        .await
+    }
+
+    /// HSET, PEXPIRE and HGETALL of the message's part reports: one atomic pipeline.
+    async fn record_part_report(
+        &self,
+        channel_id: &str,
+        part: &PartRef,
+        report: &Value,
+        ttl: Duration,
+    ) -> Result<BTreeMap<u32, Value>, BackendError> {
+        let key = self.keys.part_reports(channel_id, &part.message_id);
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(part.part)
+            .arg(to_json(report)?)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .cmd("HGETALL")
+            .arg(&key)
+            .to_owned();
+        let (fields,): (BTreeMap<String, String>,) = self
+            .link
+            .query_pipe(&pipe, || {
+                format!(
+                    "cannot record a part report of message {} of channel {channel_id}",
+                    part.message_id
+                )
+            })
+            .await?;
+        // The hash also holds the `final` claim; only numbered fields are parts.
+        fields
+            .into_iter()
+            .filter_map(|(field, text)| Some((field.parse::<u32>().ok()?, text)))
+            .map(|(part, text)| Ok((part, from_json(&key, &text)?)))
+            .collect()
+    }
+
+    /// HSETNX of a `final` field in the message's part-report hash.
+    async fn claim_final_report(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let key = self.keys.part_reports(channel_id, message_id);
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("HSETNX")
+            .arg(&key)
+            .arg("final")
+            .arg(1)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .to_owned();
+        let (claimed,): (bool,) = self
+            .link
+            .query_pipe(&pipe, || {
+                format!(
+                    "cannot claim the final report of message {message_id} of channel {channel_id}"
+                )
+            })
+            .await?;
+        Ok(claimed)
     }
 
     async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError> {

@@ -44,8 +44,10 @@ use actix::{Actor, Context, Handler, Recipient};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::message::{Event, Message, Priority, StatusEvent};
-use crate::ports::{ChannelHost, Delivery, LogRecord, OutboundConsumer, PortError, Receipt};
+use crate::message::{DeliveryReport, Event, Message, Priority, StatusEvent};
+use crate::ports::{
+    ChannelHost, Delivery, LogRecord, OutboundConsumer, PortError, Receipt, ReportOutcome,
+};
 use crate::transport::{TransportContext, TransportFailed};
 
 /// How long [`Journal::next`] and [`Journal::wait_for`] wait before they panic.
@@ -221,6 +223,8 @@ struct HostInner {
     statuses: Journal<(String, StatusEvent)>,
     logs: Journal<(String, LogRecord)>,
     acks: Journal<(String, Message)>,
+    provider_ids: Journal<(String, String, Vec<String>)>,
+    reports: Journal<(String, DeliveryReport)>,
     /// Outbound queues by channel id.
     queues: Mutex<HashMap<String, OutboundQueue>>,
     /// Woken whenever a queue changes (enqueue, ack, requeue, close).
@@ -258,6 +262,8 @@ impl Default for RecordingHost {
                 statuses: Journal::new("status"),
                 logs: Journal::new("log record"),
                 acks: Journal::new("ack"),
+                provider_ids: Journal::new("provider id mapping"),
+                reports: Journal::new("delivery report"),
                 queues: Mutex::new(HashMap::new()),
                 queue_changed: Notify::new(),
                 consume_error: Mutex::new(None),
@@ -304,6 +310,18 @@ impl RecordingHost {
     /// Channel log records, with their channel id.
     pub fn logs(&self) -> &Journal<(String, LogRecord)> {
         &self.inner.logs
+    }
+
+    /// Provider ids reported for sent messages: (channel id, message id, provider ids).
+    pub fn provider_ids(&self) -> &Journal<(String, String, Vec<String>)> {
+        &self.inner.provider_ids
+    }
+
+    /// Delivery reports, with their channel id. A report counts as matched when its id was
+    /// reported through [`ChannelHost::provider_ids`] before; this host makes no event of it
+    /// (the daemon's host does), so transport tests check what the transport reported.
+    pub fn reports(&self) -> &Journal<(String, DeliveryReport)> {
+        &self.inner.reports
     }
 
     /// Acked outbound messages, with their channel id, in ack order.
@@ -402,6 +420,28 @@ impl ChannelHost for RecordingHost {
 
     async fn event(&self, channel_id: &str, event: Event) {
         self.inner.events.push((channel_id.to_owned(), event));
+    }
+
+    async fn provider_ids(&self, channel_id: &str, message_id: &str, provider_ids: &[String]) {
+        let mapping = (channel_id.into(), message_id.into(), provider_ids.to_vec());
+        self.inner.provider_ids.push(mapping);
+    }
+
+    async fn delivery_report(&self, channel_id: &str, report: DeliveryReport) -> ReportOutcome {
+        let known = self
+            .inner
+            .provider_ids
+            .all()
+            .iter()
+            .any(|(channel, _, ids)| {
+                channel == channel_id && ids.contains(&report.provider_message_id)
+            });
+        self.inner.reports.push((channel_id.to_owned(), report));
+        if known {
+            ReportOutcome::Matched
+        } else {
+            ReportOutcome::Unmatched
+        }
     }
 
     async fn status(&self, channel_id: &str, status: StatusEvent) {

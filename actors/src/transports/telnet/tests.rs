@@ -291,7 +291,7 @@ async fn send_writes_lines_to_the_client() {
     assert_eq!(
         sent,
         Ok(Sent {
-            provider_message_id: None
+            provider_ids: Vec::new()
         })
     );
     client.expect(b"hello\r\nworld\r\n").await;

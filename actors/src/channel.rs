@@ -23,7 +23,7 @@ use tokio::task::{AbortHandle, JoinError};
 use crate::limiter::{RateLimit, RateLimiter};
 use crate::mailbox::PriorityMailbox;
 use crate::message::Event;
-use crate::ports::{ChannelHost, Delivery, LogRecord};
+use crate::ports::{ChannelHost, Delivery, Direction, LogRecord};
 use crate::transport::{
     panic_text, ChannelType, SendError, Sent, Transport, TransportContext, TransportFailed,
 };
@@ -249,7 +249,13 @@ impl ChannelActor {
 
     /// A message that expired while queued: rejected with reason `expired`, never sent.
     fn reject_expired(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
-        let event = Event::nack(&delivery.message.message_id, "expired");
+        let message_id = &delivery.message.message_id;
+        self.log(
+            LogRecord::info(format!("Message {message_id} expired before it was sent"))
+                .about(message_id)
+                .going(Direction::Outbound),
+        );
+        let event = Event::nack(message_id, "expired");
         let send_no = self.next_send;
         self.next_send += 1;
         self.settle(send_no, delivery, event, Vec::new(), ctx);
@@ -284,6 +290,12 @@ impl ChannelActor {
         match result {
             Ok(Ok(sent)) => {
                 self.throttle_pause = Duration::ZERO;
+                self.log(
+                    LogRecord::debug(format!("Message {message_id} sent"))
+                        .about(&message_id)
+                        .going(Direction::Outbound)
+                        .with_trace(serde_json::json!({"provider_ids": sent.provider_ids})),
+                );
                 let event = Event::ack(&message_id, sent.provider_ids.first().cloned());
                 self.settle(send_no, delivery, event, sent.provider_ids, ctx);
             }
@@ -300,14 +312,23 @@ impl ChannelActor {
                 self.wake_after(pause, ctx);
             }
             Ok(Err(SendError::Rejected(reason))) => {
+                self.log(
+                    LogRecord::info(format!("Message {message_id} rejected: {reason}"))
+                        .about(&message_id)
+                        .going(Direction::Outbound),
+                );
                 let event = Event::nack(&message_id, reason);
                 self.settle(send_no, delivery, event, Vec::new(), ctx);
             }
             Ok(Err(SendError::Retry { reason, after })) => {
                 self.in_flight.remove(&send_no);
-                self.log(LogRecord::warning(format!(
-                    "Message {message_id} not sent, retrying in {after:?}: {reason}"
-                )));
+                self.log(
+                    LogRecord::warning(format!(
+                        "Message {message_id} not sent, retrying in {after:?}: {reason}"
+                    ))
+                    .about(&message_id)
+                    .going(Direction::Outbound),
+                );
                 ctx.run_later(after, move |act, ctx| {
                     act.mailbox.push_front(delivery.priority.lane(), delivery);
                     act.pump(ctx);

@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+pub mod smsc;
+
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -102,6 +104,7 @@ impl Deployment {
             interface: "127.0.0.1".into(),
             port: 0,
             data_dir: self.dir.path().join("data"),
+            logging_path: self.dir.path().join("logs"),
             ..Default::default()
         };
         if self.backend == Backend::Production {

@@ -1,0 +1,192 @@
+//! What arrives in a deliver_sm: a delivery receipt, or an inbound SMS or USSD message.
+//!
+//! deliver_sm_resp goes back only once what the PDU carries is safe: the inbound message
+//! recorded by the daemon, or the receipt turned into an event (or known to match nothing).
+//! When the daemon cannot record a receipt, the answer is `ESME_RX_T_APPN` so the SMSC
+//! sends it again.
+//!
+//! - **Receipts**: esm_class says "delivery receipt" (or an intermediate notification), or
+//!   the `receipted_message_id` TLV is present. The TLVs (`receipted_message_id`,
+//!   `message_state`) win over the text (`id:… stat:… err:…`). The id is converted as the
+//!   channel's `receipt_id_format` says and matched case-insensitively.
+//! - **Long messages**: parts (UDH 8/16-bit or SAR TLVs) wait for each other up to
+//!   `multipart_timeout`; each part is answered as it arrives, and the whole text goes to
+//!   the application once complete. Known gap: a daemon crash between the parts of one
+//!   message loses the parts already answered (they are kept in memory only). Parts that
+//!   wait too long are delivered as they are, with a warning in the channel log.
+//! - **USSD**: with a `ussd_service_op` TLV the message is USSD (`transport_type` `ussd`):
+//!   ops in `ussd.new` open a session, in `ussd.resume` continue it, in `ussd.close` (or the
+//!   end-of-session bit of `its_session_info`) end it; any other op continues it. The op and
+//!   `its_session_info` are kept in `transport_metadata.ussd` so that a reply can echo them.
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use serde_json::{json, Map};
+
+use super::coding;
+use super::parts::{self, ConcatKey};
+use super::pdu::{self, Command, Delivered, Pdu};
+use super::receipt;
+use super::session::{DeliverHandler, Link};
+use super::Shared;
+use crate::message::{new_message_id, timestamp_now, DeliveryReport, Message, SessionEvent};
+use crate::ports::{LogRecord, ReportOutcome};
+
+impl DeliverHandler for Shared {
+    fn deliver(
+        self: Rc<Self>,
+        link: Rc<Link>,
+        command: Command,
+    ) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(async move {
+            let status = match command.pdu() {
+                Some(Pdu::DeliverSm(sm)) => {
+                    let delivered = pdu::delivered(sm);
+                    if delivered.is_receipt() {
+                        link.log_received(&command, None);
+                        self.receipt(&delivered).await
+                    } else {
+                        self.mo(&link, &command, delivered).await
+                    }
+                }
+                _ => 0,
+            };
+            link.respond(
+                command.sequence_number(),
+                status,
+                pdu::deliver_sm_resp(),
+                None,
+            );
+        })
+    }
+}
+
+impl Shared {
+    /// Reports a receipt; the command_status to answer with.
+    async fn receipt(&self, delivered: &Delivered) -> u32 {
+        let text = coding::decode(&delivered.body, delivered.data_coding);
+        let parsed = match (&delivered.receipted_message_id, delivered.message_state) {
+            (Some(id), Some(state)) => Some(receipt::from_tlvs(id, state, Some(&text))),
+            _ => receipt::parse_text(&text),
+        };
+        let Some(parsed) = parsed else {
+            self.ctx.log(LogRecord::warning(format!(
+                "Ignored an unreadable delivery receipt: {text:?}"
+            )));
+            return 0;
+        };
+        let mut details = Map::new();
+        details.insert("stat".into(), json!(parsed.stat));
+        details.insert("err".into(), json!(parsed.err));
+        details.insert("smsc_message_id".into(), json!(parsed.id));
+        let report = DeliveryReport {
+            provider_message_id: self.settings.receipt_id_format.normalize(&parsed.id),
+            status: parsed.status,
+            details,
+        };
+        match self.ctx.delivery_report(report).await {
+            ReportOutcome::Failed => pdu::TEMPORARY_APP_ERROR,
+            ReportOutcome::Matched | ReportOutcome::Unmatched => 0,
+        }
+    }
+
+    /// Hands an inbound message (or part) to the daemon; the command_status to answer with.
+    async fn mo(&self, link: &Link, command: &Command, delivered: Delivered) -> u32 {
+        let (concat, body) = match delivered.sar {
+            Some((reference, total, sequence)) => (
+                Some(ConcatKey {
+                    reference,
+                    total,
+                    sequence,
+                }),
+                &delivered.body[..],
+            ),
+            None => parts::strip_udh(&delivered.body, delivered.udhi()),
+        };
+        let text = coding::decode(body, delivered.data_coding);
+        let text = match concat {
+            Some(key) if key.total > 1 => {
+                let now = std::time::Instant::now();
+                let whole = self
+                    .reassembler
+                    .borrow_mut()
+                    .add(&delivered.from, key, text, now);
+                match whole {
+                    Some(whole) => whole,
+                    None => {
+                        link.log_received(command, None);
+                        return 0; // answered now; the message goes on with its last part
+                    }
+                }
+            }
+            _ => text,
+        };
+        let message = self.inbound_message(&delivered, text);
+        link.log_received(command, Some(&message.message_id));
+        self.ctx.inbound(message).await;
+        0
+    }
+
+    /// The inbound message a deliver_sm makes.
+    fn inbound_message(&self, delivered: &Delivered, text: String) -> Message {
+        let mut message = self.message(&delivered.from, Some(&delivered.to), text);
+        if let Some(op) = delivered.ussd_service_op {
+            let ussd = &self.settings.ussd;
+            let ends = delivered
+                .its_session_info
+                .is_some_and(|[_, sequence]| sequence & 1 == 1);
+            let event = if ussd.new.contains(&op) {
+                SessionEvent::New
+            } else if ends || ussd.close.contains(&op) {
+                SessionEvent::Close
+            } else {
+                SessionEvent::Resume
+            };
+            message.session_event = Some(event);
+            message.transport_type = "ussd".to_owned();
+            let mut metadata = Map::new();
+            metadata.insert("service_op".into(), json!(op));
+            if let Some(info) = delivered.its_session_info {
+                metadata.insert(
+                    "session_info".into(),
+                    json!(format!("{:04x}", u16::from_be_bytes(info))),
+                );
+            }
+            message
+                .transport_metadata
+                .insert("ussd".into(), metadata.into());
+        }
+        message
+    }
+
+    fn message(&self, from: &str, to: Option<&str>, text: String) -> Message {
+        Message {
+            message_id: new_message_id(),
+            timestamp: timestamp_now(),
+            to_addr: to.map(str::to_owned),
+            from_addr: Some(from.to_owned()),
+            group: None,
+            in_reply_to: None,
+            session_event: None,
+            content: Some(text),
+            transport_name: self.ctx.channel_id().to_owned(),
+            transport_type: self.settings.transport_type.clone(),
+            transport_metadata: Map::new(),
+            helper_metadata: Map::new(),
+            expires_at: None,
+        }
+    }
+}
+
+/// Delivers the parts of a long message that waited too long for the rest.
+pub async fn deliver_partial(shared: &Shared, sender: &str, text: String) {
+    let message = shared.message(sender, None, text);
+    shared.ctx.log(
+        LogRecord::warning(format!(
+            "Parts of a long message from {sender} were missing after the multipart timeout; delivering what arrived"
+        ))
+        .about(&message.message_id),
+    );
+    shared.ctx.inbound(message).await;
+}

@@ -1,0 +1,393 @@
+//! The `smpp` channel type against a real SMSC we did not write (the npm `smpp` package in
+//! server mode, tests/peers/smsc): binds, sends with delivery receipts, MO, long messages and
+//! UCS2 both ways, throttling, a dropped connection, a dead link, USSD sessions.
+#[macro_use]
+mod common;
+
+use common::smsc::Smsc;
+use common::{Api, Backend, CallbackServer, Daemon, Deployment};
+use serde_json::{json, Value};
+
+/// A daemon with one SMPP channel bound to a fresh SMSC, and an application server.
+struct Setup {
+    _deployment: Deployment,
+    _daemon: Daemon,
+    api: Api,
+    app: CallbackServer,
+    smsc: Smsc,
+    channel: String,
+}
+
+impl Setup {
+    async fn new(backend: Backend, config: Value) -> Setup {
+        Self::with_smsc(backend, Smsc::start(json!({})).await, config).await
+    }
+
+    async fn with_smsc(backend: Backend, mut smsc: Smsc, config: Value) -> Setup {
+        let deployment = Deployment::new(backend);
+        let daemon = deployment.start();
+        let api = Api::new(&daemon.url);
+        let app = CallbackServer::start().await;
+        let channel = api
+            .create_channel(json!({
+                "type": "smpp",
+                "config": smsc.channel_config(config),
+                "mo_url": format!("{}/mo", app.url),
+                "status_url": format!("{}/status", app.url),
+            }))
+            .await;
+        smsc.expect("bind").await;
+        Setup {
+            _deployment: deployment,
+            _daemon: daemon,
+            api,
+            app,
+            smsc,
+            channel,
+        }
+    }
+
+    /// Sends `body` through the API; the message id.
+    async fn send(&self, body: Value) -> String {
+        let mut body = body;
+        body["event_url"] = json!(format!("{}/events", self.app.url));
+        let (status, env) = self
+            .api
+            .post(&format!("/channels/{}/messages/", self.channel), body)
+            .await;
+        assert_eq!(status, 201, "{env}");
+        env["result"]["message_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The next event callback.
+    async fn event(&mut self) -> Value {
+        self.app.next_on("/events").await.body
+    }
+
+    /// The next status callback of type `kind`.
+    async fn status(&mut self, kind: &str) -> Value {
+        loop {
+            let status = self.app.next_on("/status").await.body;
+            if status["type"] == kind {
+                return status;
+            }
+        }
+    }
+}
+
+both_backends! {
+/// A send goes out as one GSM submit_sm asking for a receipt; the application gets
+/// `submitted`, then `delivery_succeeded` with the receipt's fields.
+async fn a_send_is_submitted_and_its_receipt_becomes_an_event(backend) {
+    let mut s = Setup::new(backend, json!({})).await;
+    let id = s.send(json!({"to": "+27831234567", "from": "1234", "content": "hello {world}"})).await;
+    let submit = s.smsc.expect("submit_sm").await;
+    assert_eq!(submit["destination_addr"], "+27831234567");
+    assert_eq!(submit["source_addr"], "1234");
+    assert_eq!(submit["text"], "hello {world}", "GSM with the extension table, decoded by the SMSC");
+    assert_eq!(submit["data_coding"], 0);
+    assert_eq!(submit["esm_class"], 0);
+    assert_eq!(submit["registered_delivery"], 1);
+
+    let submitted = s.event().await;
+    assert_eq!((submitted["event_type"].as_str(), submitted["message_id"].as_str()), (Some("submitted"), Some(id.as_str())));
+    let delivered = s.event().await;
+    assert_eq!(delivered["event_type"], "delivery_succeeded");
+    assert_eq!(delivered["message_id"], json!(id));
+    assert_eq!(delivered["event_details"]["stat"], "DELIVRD");
+    assert_eq!(delivered["event_details"]["smsc_message_id"], submit["message_id"]);
+}
+}
+
+/// A receipt that reaches Junebug before its submit_sm_resp is held until the id is known,
+/// and the events still arrive in order.
+#[actix_rt::test]
+async fn a_receipt_racing_ahead_of_its_submit_response_is_not_lost() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.smsc.command(json!({"cmd": "receipts_first", "on": true}));
+    s.smsc
+        .command(json!({"cmd": "receipt_stat", "stat": "UNDELIV"}));
+    s.smsc.expect("done").await;
+    s.smsc.expect("done").await;
+    let id = s
+        .send(json!({"to": "+27831234567", "from": "1234", "content": "race"}))
+        .await;
+    s.smsc.expect("receipt_sent").await;
+    assert_eq!(s.event().await["event_type"], "submitted");
+    let failed = s.event().await;
+    assert_eq!(
+        (failed["event_type"].as_str(), failed["message_id"].as_str()),
+        (Some("delivery_failed"), Some(id.as_str()))
+    );
+    assert_eq!(failed["event_details"]["stat"], "UNDELIV");
+    assert_eq!(s.smsc.expect("receipt_resp").await["status"], 0);
+}
+
+/// An SMSC that writes receipt ids in decimal (for hex submit ids) is matched by config.
+#[actix_rt::test]
+async fn receipt_ids_in_another_base_are_matched_by_config() {
+    let smsc = Smsc::start(json!({"receipt_ids": "decimal"})).await;
+    let config = json!({"receipt_id_format": "decimal_to_hex"});
+    let mut s = Setup::with_smsc(Backend::Embedded, smsc, config).await;
+    let id = s
+        .send(json!({"to": "+27830000001", "from": "1234", "content": "base"}))
+        .await;
+    assert_eq!(s.event().await["event_type"], "submitted");
+    let delivered = s.event().await;
+    assert_eq!(
+        (
+            delivered["event_type"].as_str(),
+            delivered["message_id"].as_str()
+        ),
+        (Some("delivery_succeeded"), Some(id.as_str()))
+    );
+}
+
+/// An MO from a handset reaches mo_url, and the SMSC gets its deliver_sm_resp after that.
+#[actix_rt::test]
+async fn an_inbound_sms_reaches_mo_url() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.smsc.command(
+        json!({"cmd": "mo", "from": "+27831112222", "to": "1234", "text": "hi there", "tag": "m1"}),
+    );
+    let mo = s.app.next_on("/mo").await.body;
+    assert_eq!(mo["from"], "+27831112222");
+    assert_eq!(mo["to"], "1234");
+    assert_eq!(mo["content"], "hi there");
+    assert_eq!(mo["channel_id"], json!(s.channel));
+    assert_eq!(s.smsc.expect("mo_resp").await["status"], 0);
+}
+
+/// Long messages: out as UDH parts sharing a reference (one `submitted`, one final event with
+/// per-part details), in as UDH parts joined into one message.
+#[actix_rt::test]
+async fn long_messages_go_out_in_parts_and_come_in_whole() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let text: String = (0..400)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let id = s
+        .send(json!({"to": "+27831234567", "from": "1234", "content": text}))
+        .await;
+    let mut joined = String::new();
+    let mut references = Vec::new();
+    for sequence in 1..=3 {
+        let part = s.smsc.expect("submit_sm").await;
+        assert_eq!(part["esm_class"], 0x40);
+        let udh = part["udh"][0].as_str().unwrap().to_owned();
+        assert_eq!(&udh[..4], "0003", "8-bit concatenation IE");
+        assert_eq!(&udh[6..], format!("03{sequence:02x}"));
+        references.push(udh[4..6].to_owned());
+        joined.push_str(part["text"].as_str().unwrap());
+    }
+    assert_eq!(joined, text);
+    assert!(
+        references.iter().all(|r| *r == references[0]),
+        "{references:?}"
+    );
+    assert_eq!(s.event().await["event_type"], "submitted");
+    let delivered = s.event().await;
+    assert_eq!(
+        (
+            delivered["event_type"].as_str(),
+            delivered["message_id"].as_str()
+        ),
+        (Some("delivery_succeeded"), Some(id.as_str()))
+    );
+    assert_eq!(
+        delivered["event_details"]["parts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    s.app
+        .assert_quiet(std::time::Duration::from_millis(300))
+        .await;
+
+    for (sequence, text) in [(2, " world"), (1, "hello")] {
+        let udh = format!("0500037f02{sequence:02x}");
+        s.smsc
+            .command(json!({"cmd": "mo", "from": "+2783", "to": "1234", "text": text, "udh": udh}));
+    }
+    assert_eq!(s.app.next_on("/mo").await.body["content"], "hello world");
+}
+
+/// Text outside GSM 03.38 goes out as UCS2 (emoji included) and comes in from UCS2.
+#[actix_rt::test]
+async fn ucs2_both_ways() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.send(json!({"to": "+27831234567", "from": "1234", "content": "Привет 👋"}))
+        .await;
+    let submit = s.smsc.expect("submit_sm").await;
+    assert_eq!(submit["data_coding"], 8);
+    assert_eq!(submit["text"], "Привет 👋");
+    s.smsc.command(
+        json!({"cmd": "mo", "from": "+2783", "to": "1234", "text": "Жук 🐞", "data_coding": 8}),
+    );
+    assert_eq!(s.app.next_on("/mo").await.body["content"], "Жук 🐞");
+}
+
+/// ESME_RTHROTTLED pauses the channel (status `throttled`), then the message goes out.
+#[actix_rt::test]
+async fn throttling_slows_the_channel_down_and_it_recovers() {
+    let config = json!({"throttle_delay": 0.2});
+    let mut s = Setup::new(Backend::Embedded, config).await;
+    s.status("bound").await;
+    s.smsc.command(json!({"cmd": "throttle", "count": 2}));
+    s.smsc.expect("done").await;
+    let id = s
+        .send(json!({"to": "+27831234567", "from": "1234", "content": "slowly"}))
+        .await;
+    s.smsc.expect("throttled").await;
+    s.smsc.expect("throttled").await;
+    s.smsc.expect("submit_sm").await;
+    assert_eq!(s.status("throttled").await["status"], "degraded");
+    assert_eq!(s.status("bound").await["status"], "ok");
+    let submitted = s.event().await;
+    assert_eq!(
+        (
+            submitted["event_type"].as_str(),
+            submitted["message_id"].as_str()
+        ),
+        (Some("submitted"), Some(id.as_str()))
+    );
+}
+
+/// The SMSC drops the connection while submits await their responses: Junebug reconnects
+/// and every message is submitted (at least once).
+#[actix_rt::test]
+async fn a_dropped_connection_loses_nothing() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.smsc.command(json!({"cmd": "hold_submits", "on": true}));
+    s.smsc.expect("done").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(
+            s.send(json!({"to": format!("+2783000000{n}"), "from": "1234", "content": "x"}))
+                .await,
+        );
+    }
+    for _ in 0..5 {
+        s.smsc.expect("submit_sm").await;
+    }
+    s.smsc.command(json!({"cmd": "hold_submits", "on": false}));
+    s.smsc.command(json!({"cmd": "disconnect"}));
+    assert_eq!(s.status("connection_lost").await["status"], "down");
+    s.smsc.expect("bind").await;
+    let mut submitted = std::collections::BTreeSet::new();
+    while submitted.len() < ids.len() {
+        let event = s.event().await;
+        if event["event_type"] == "submitted" {
+            submitted.insert(event["message_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(submitted, ids.into_iter().collect());
+}
+
+/// An SMSC that stops answering enquire_link is declared dead and reconnected to.
+#[actix_rt::test]
+async fn an_unanswered_enquire_link_means_a_dead_link() {
+    let config = json!({"enquire_link_interval": 0.3, "response_timeout": 0.5});
+    let mut s = Setup::new(Backend::Embedded, config).await;
+    s.smsc
+        .expect_where("enquire_link", |e| e["answered"] == true)
+        .await;
+    s.smsc
+        .command(json!({"cmd": "enquire_link", "answer": false}));
+    s.smsc
+        .expect_where("enquire_link", |e| e["answered"] == false)
+        .await;
+    s.smsc
+        .command(json!({"cmd": "enquire_link", "answer": true}));
+    let lost = s.status("connection_lost").await;
+    assert!(
+        lost["message"].as_str().unwrap().contains("enquire_link"),
+        "{lost}"
+    );
+    s.smsc.expect("bind").await;
+    assert_eq!(s.status("bound").await["status"], "ok");
+}
+
+/// A refused bind is reported with its command_status, and retried.
+#[actix_rt::test]
+async fn a_refused_bind_is_reported() {
+    let smsc = Smsc::start(json!({"password": "other"})).await;
+    let mut s = Setup::with_smsc(Backend::Embedded, smsc, json!({})).await;
+    let failed = s.status("bind_failed").await;
+    assert_eq!(failed["status"], "down");
+    assert_eq!(failed["details"]["command_status"], 0x0e);
+    s.smsc.expect_where("bind", |e| e["ok"] == false).await;
+}
+
+/// With a transmitter and a receiver bind, sends use the first and MO arrives on the second.
+#[actix_rt::test]
+async fn transmitter_and_receiver_binds_split_the_traffic() {
+    let mut s = Setup::new(
+        Backend::Embedded,
+        json!({"bind_mode": "transmitter_receiver"}),
+    )
+    .await;
+    let second = s.smsc.expect("bind").await;
+    assert_eq!(second["ok"], true);
+    s.send(json!({"to": "+27831234567", "from": "1234", "content": "out"}))
+        .await;
+    s.smsc.expect("submit_sm").await;
+    assert_eq!(s.event().await["event_type"], "submitted");
+    s.smsc
+        .command(json!({"cmd": "mo", "from": "+2783", "to": "1234", "text": "in"}));
+    assert_eq!(s.app.next_on("/mo").await.body["content"], "in");
+}
+
+/// A USSD session of three steps: dial, menu, answer, final screen.
+#[actix_rt::test]
+async fn a_ussd_session_of_three_steps() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.smsc.command(
+        json!({"cmd": "mo", "from": "+2783", "to": "*120#", "text": "*120#",
+                          "ussd_service_op": 1, "its_session_info": "2a00"}),
+    );
+    let dial = s.app.next_on("/mo").await.body;
+    assert_eq!(dial["channel_data"]["session_event"], "new");
+    let reply = |to: &Value, text: &str, more: bool| json!({"reply_to": to["message_id"], "content": text, "channel_data": {"continue_session": more}});
+    s.send(reply(&dial, "1. Balance 2. Quit", true)).await;
+    let menu = s.smsc.expect("submit_sm").await;
+    assert_eq!(
+        (
+            menu["ussd_service_op"].as_u64(),
+            menu["its_session_info"].as_str()
+        ),
+        (Some(2), Some("2a00"))
+    );
+    assert_eq!(menu["text"], "1. Balance 2. Quit");
+
+    s.smsc.command(
+        json!({"cmd": "mo", "from": "+2783", "to": "*120#", "text": "1",
+                          "ussd_service_op": 18, "its_session_info": "2a00"}),
+    );
+    let answer = s.app.next_on("/mo").await.body;
+    assert_eq!(answer["channel_data"]["session_event"], "resume");
+    assert_eq!(answer["content"], "1");
+    s.send(reply(&answer, "Your balance is 0", false)).await;
+    let last = s.smsc.expect("submit_sm").await;
+    assert_eq!(
+        (
+            last["ussd_service_op"].as_u64(),
+            last["its_session_info"].as_str()
+        ),
+        (Some(17), Some("2a01"))
+    );
+}
+
+/// A bad SMPP config is refused at creation, naming the key.
+#[actix_rt::test]
+async fn a_bad_config_is_refused_naming_the_key() {
+    let deployment = Deployment::new(Backend::Embedded);
+    let daemon = deployment.start();
+    let api = Api::new(&daemon.url);
+    let (status, env) = api
+        .post("/channels/", json!({"type": "smpp", "config": {"host": "h", "port": 1, "system_id": "a", "password": "far too long"}}))
+        .await;
+    assert_eq!(status, 400, "{env}");
+    assert!(env.to_string().contains("password"), "{env}");
+}

@@ -391,3 +391,90 @@ async fn a_bad_config_is_refused_naming_the_key() {
     assert_eq!(status, 400, "{env}");
     assert!(env.to_string().contains("password"), "{env}");
 }
+
+/// At most `window_size` submit_sm await their response at once; unanswered ones time out
+/// and are sent again, so every message is still submitted.
+#[actix_rt::test]
+async fn the_window_bounds_outstanding_submits() {
+    let config = json!({"window_size": 2, "response_timeout": 1});
+    let mut s = Setup::new(Backend::Embedded, config).await;
+    s.smsc.command(json!({"cmd": "hold_submits", "on": true}));
+    s.smsc.expect("done").await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(
+            s.send(json!({"to": format!("+2783100000{n}"), "from": "1234", "content": "w"}))
+                .await,
+        );
+    }
+    s.smsc.expect("submit_sm").await;
+    s.smsc.expect("submit_sm").await;
+    // The SMSC holds both: nothing else may go out until one is answered or times out.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        s.smsc.seen("submit_sm"),
+        Vec::<Value>::new(),
+        "a third submit_sm went out"
+    );
+    s.smsc.command(json!({"cmd": "hold_submits", "on": false}));
+    let mut submitted = std::collections::BTreeSet::new();
+    while submitted.len() < ids.len() {
+        let event = s.event().await;
+        if event["event_type"] == "submitted" {
+            submitted.insert(event["message_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(submitted, ids.into_iter().collect());
+}
+
+/// With `concatenation: sar` the parts carry SAR TLVs instead of a UDH.
+#[actix_rt::test]
+async fn sar_parts_when_configured() {
+    let mut s = Setup::new(
+        Backend::Embedded,
+        json!({"concatenation": "sar", "registered_delivery": false}),
+    )
+    .await;
+    let text = "x".repeat(200);
+    s.send(json!({"to": "+27831234567", "from": "1234", "content": text}))
+        .await;
+    let first = s.smsc.expect("submit_sm").await;
+    let second = s.smsc.expect("submit_sm").await;
+    assert_eq!(
+        (
+            first["esm_class"].as_u64(),
+            first["udh"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(first["sar"]["total"], 2);
+    assert_eq!(
+        (
+            first["sar"]["sequence"].as_u64(),
+            second["sar"]["sequence"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(first["sar"]["reference"], second["sar"]["reference"]);
+    let joined = format!(
+        "{}{}",
+        first["text"].as_str().unwrap(),
+        second["text"].as_str().unwrap()
+    );
+    assert_eq!(joined, text);
+}
+
+/// The channel's status object shows the bind, and deleting the channel unbinds politely.
+#[actix_rt::test]
+async fn status_shows_the_bind_and_delete_unbinds() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.status("bound").await;
+    let (_, env) = s.api.get(&format!("/channels/{}", s.channel)).await;
+    let status = &env["result"]["status"];
+    assert_eq!(status["status"], "ok", "{env}");
+    assert_eq!(status["components"]["smpp"]["type"], "bound", "{env}");
+    let (code, _) = s.api.delete(&format!("/channels/{}", s.channel)).await;
+    assert_eq!(code, 200);
+    s.smsc.expect("unbind").await;
+    s.smsc.expect("closed").await;
+}

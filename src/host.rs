@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use junebug_actors::message::{DeliveryReport, Event, Message, SessionEvent, StatusEvent};
 use junebug_actors::ports::{
-    ChannelHost, Direction, LogRecord, OutboundConsumer, PortError, ReportOutcome,
+    ChannelHost, Direction, LogRecord, OutboundConsumer, PortError, ReportOutcome, SendDelay,
 };
 use serde_json::{json, Value};
 
@@ -348,6 +348,13 @@ impl ChannelHost for Host {
             Ok(None) => {}
             Err(e) => self.backend_failed(channel_id, "look up the channel", &e),
         }
+    }
+
+    fn note(&self, channel_id: &str, delay: SendDelay) {
+        self.metrics
+            .send_delays
+            .with_label_values(&[channel_id, delay.as_str()])
+            .inc();
     }
 
     fn log(&self, channel_id: &str, record: LogRecord) {

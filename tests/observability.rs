@@ -3,25 +3,9 @@
 #[macro_use]
 mod common;
 
+use common::metrics::sample;
 use common::{Api, CallbackServer, Deployment, TelnetClient};
 use serde_json::{json, Value};
-
-/// The value of the sample `name` whose labels include every pair of `labels`.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(ref buckets) => {
-                buckets.last().map_or(0.0, |b| b.count)
-            }
-            _ => f64::NAN,
-        })
-}
 
 both_backends! {
 /// /metrics parses as Prometheus text and counts messages, events, callbacks, queue depth,

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, CallbackServer, Deployment, TelnetClient};
+use common::{metrics, Api, CallbackServer, Deployment, TelnetClient};
 use serde_json::{json, Value};
 
 async fn send(api: &Api, id: &str, body: Value) -> String {
@@ -145,6 +145,11 @@ async fn rate_limit_changes_apply_without_restart(backend) {
     assert_eq!(status, 200, "{env}");
     assert_eq!(client.read_line().await, "m1", "the same session: no restart");
     assert_eq!(client.read_line().await, "m2");
+    let scrape = metrics::scrape(&daemon.url).await;
+    let waits = metrics::sample(&scrape, "junebug_send_delays_total", &[("channel_id", &id), ("reason", "rate_limit")]);
+    // m0 went at once; m1 (and m2, if the new bucket was still empty) waited, once each,
+    // however many times the limiter was asked.
+    assert!(matches!(waits, Some(w) if (1.0..=2.0).contains(&w)), "{waits:?}");
 }
 
 /// A channel limited to 10 messages a second keeps to it over 10 s, while an unlimited

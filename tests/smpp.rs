@@ -5,13 +5,13 @@
 mod common;
 
 use common::smsc::Smsc;
-use common::{Api, Backend, CallbackServer, Daemon, Deployment};
+use common::{metrics, Api, Backend, CallbackServer, Daemon, Deployment};
 use serde_json::{json, Value};
 
 /// A daemon with one SMPP channel bound to a fresh SMSC, and an application server.
 struct Setup {
     _deployment: Deployment,
-    _daemon: Daemon,
+    daemon: Daemon,
     api: Api,
     app: CallbackServer,
     smsc: Smsc,
@@ -39,7 +39,7 @@ impl Setup {
         smsc.expect("bind").await;
         Setup {
             _deployment: deployment,
-            _daemon: daemon,
+            daemon,
             api,
             app,
             smsc,
@@ -252,6 +252,21 @@ async fn throttling_slows_the_channel_down_and_it_recovers() {
         ),
         (Some("submitted"), Some(id.as_str()))
     );
+
+    let scrape = metrics::scrape(&s.daemon.url).await;
+    let ch = s.channel.as_str();
+    let throttled = metrics::sample(
+        &scrape,
+        "junebug_send_delays_total",
+        &[("channel_id", ch), ("reason", "throttled")],
+    );
+    assert!(throttled >= Some(1.0), "{throttled:?}");
+    let bind = metrics::sample(
+        &scrape,
+        "junebug_component_status",
+        &[("channel_id", ch), ("component", "smpp")],
+    );
+    assert_eq!(bind, Some(2.0));
 }
 
 /// The SMSC drops the connection while submits await their responses: Junebug reconnects

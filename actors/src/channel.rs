@@ -23,7 +23,7 @@ use tokio::task::{AbortHandle, JoinError};
 use crate::limiter::{RateLimit, RateLimiter};
 use crate::mailbox::PriorityMailbox;
 use crate::message::Event;
-use crate::ports::{ChannelHost, Delivery, Direction, LogRecord};
+use crate::ports::{ChannelHost, Delivery, Direction, LogRecord, SendDelay};
 use crate::transport::{
     panic_text, ChannelType, SendError, Sent, Transport, TransportContext, TransportFailed,
 };
@@ -113,6 +113,8 @@ pub struct ChannelActor {
     /// Set while a timer waits for the limiter (or a throttle, or an expiry), with when it
     /// fires, so only one timer waits: the earliest.
     limiter_timer: Option<(SpawnHandle, Instant)>,
+    /// The message that last waited for the rate limiter (so each wait is counted once).
+    rate_limited: Option<String>,
     /// While the provider asked us to slow down: no send before this instant.
     throttled_until: Option<Instant>,
     /// The current throttle pause; doubles while the provider keeps asking.
@@ -151,6 +153,7 @@ impl ChannelActor {
             in_flight: HashMap::new(),
             next_send: 0,
             limiter_timer: None,
+            rate_limited: None,
             throttled_until: None,
             throttle_pause: Duration::ZERO,
             feed: None,
@@ -210,6 +213,13 @@ impl ChannelActor {
                 None => self.limiter.try_acquire(transport.cost(&next.message), now),
             };
             if let Err(wait) = wait {
+                let limiter_waits = self.throttled_until.is_none_or(|until| until <= now);
+                if limiter_waits
+                    && self.rate_limited.as_deref() != Some(next.message.message_id.as_str())
+                {
+                    self.rate_limited = Some(next.message.message_id.clone());
+                    self.host.note(&self.spec.id, SendDelay::RateLimit);
+                }
                 // Wake up in time to reject the head message if it expires while waiting.
                 let wait = next
                     .message
@@ -301,6 +311,7 @@ impl ChannelActor {
             }
             Ok(Err(SendError::Throttled { after })) => {
                 self.in_flight.remove(&send_no);
+                self.host.note(&self.spec.id, SendDelay::Throttled);
                 self.throttle_pause = (self.throttle_pause * 2).clamp(after, MAX_THROTTLE_PAUSE);
                 let pause = self.throttle_pause;
                 self.log(LogRecord::warning(format!(
@@ -322,6 +333,7 @@ impl ChannelActor {
             }
             Ok(Err(SendError::Retry { reason, after })) => {
                 self.in_flight.remove(&send_no);
+                self.host.note(&self.spec.id, SendDelay::Retry);
                 self.log(
                     LogRecord::warning(format!(
                         "Message {message_id} not sent, retrying in {after:?}: {reason}"

@@ -37,6 +37,9 @@ pub trait ChannelHost: Send + Sync + 'static {
     /// A transport component changed status.
     async fn status(&self, channel_id: &str, status: StatusEvent);
 
+    /// Counts a delay in sending (for `/metrics`). Does nothing unless the host counts.
+    fn note(&self, _channel_id: &str, _delay: SendDelay) {}
+
     /// A line for the channel's log (what ops read through `GET /channels/{id}/logs`).
     fn log(&self, channel_id: &str, record: LogRecord);
 
@@ -48,6 +51,28 @@ pub trait ChannelHost: Send + Sync + 'static {
         channel_id: &str,
         prefetch: usize,
     ) -> Result<Box<dyn OutboundConsumer>, PortError>;
+}
+
+/// Why a message waited on its way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendDelay {
+    /// It waited for the channel's rate limiter (counted once per message).
+    RateLimit,
+    /// The transport asked to try it again later.
+    Retry,
+    /// The provider asked the channel to slow down.
+    Throttled,
+}
+
+impl SendDelay {
+    /// `rate_limit`, `retry` or `throttled`, as `/metrics` labels it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendDelay::RateLimit => "rate_limit",
+            SendDelay::Retry => "retry",
+            SendDelay::Throttled => "throttled",
+        }
+    }
 }
 
 /// What became of a delivery report.

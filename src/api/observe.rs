@@ -7,6 +7,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::HttpResponse;
+use junebug_actors::message::StatusLevel;
 use junebug_actors::supervisor::{GetChannelLoad, GetChannelStates};
 
 use super::errors::ApiError;
@@ -82,6 +83,17 @@ pub async fn metrics(state: State) -> Result<HttpResponse, ApiError> {
             .restarts
             .with_label_values(&[id.as_str()])
             .set(channel.map_or(0, |c| i64::from(c.restarts)));
+        for status in host.store.statuses(id).await? {
+            let level = match status.status {
+                StatusLevel::Ok => 2,
+                StatusLevel::Degraded => 1,
+                StatusLevel::Down => 0,
+            };
+            metrics
+                .component_status
+                .with_label_values(&[id.as_str(), status.component.as_str()])
+                .set(level);
+        }
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

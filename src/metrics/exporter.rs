@@ -25,6 +25,13 @@ pub struct Metrics {
     pub callbacks: IntCounterVec,
     /// Callbacks given up on (dead letters) by channel and kind.
     pub dead_letters: IntCounterVec,
+    /// Delays on the way out by channel and reason (`rate_limit`: a message waited for the
+    /// rate limiter; `retry`: the transport asked to try again; `throttled`: the provider
+    /// asked to slow down).
+    pub send_delays: IntCounterVec,
+    /// The level of each transport component (SMPP bind, …) per channel: 2 ok, 1 degraded,
+    /// 0 down (scrape time, from the last status event).
+    pub component_status: IntGaugeVec,
     /// HTTP API request latency by method, route pattern and status.
     pub api_latency: HistogramVec,
     /// Messages waiting per channel and lane (read at scrape time).
@@ -78,6 +85,16 @@ impl Metrics {
                 "Callbacks given up on, by channel and kind",
                 &["channel_id", "kind"],
             ),
+            send_delays: counter(
+                "junebug_send_delays_total",
+                "Delays on the way out, by channel and reason",
+                &["channel_id", "reason"],
+            ),
+            component_status: gauge(
+                "junebug_component_status",
+                "Transport component level per channel: 2 ok, 1 degraded, 0 down",
+                &["channel_id", "component"],
+            ),
             api_latency: HistogramVec::new(latency, &["method", "route", "status"])
                 .expect("a valid metric"),
             queue_depth: gauge(
@@ -106,6 +123,8 @@ impl Metrics {
             Box::new(metrics.events.clone()),
             Box::new(metrics.callbacks.clone()),
             Box::new(metrics.dead_letters.clone()),
+            Box::new(metrics.send_delays.clone()),
+            Box::new(metrics.component_status.clone()),
             Box::new(metrics.api_latency.clone()),
             Box::new(metrics.queue_depth.clone()),
             Box::new(metrics.in_flight.clone()),
@@ -138,6 +157,9 @@ impl Metrics {
             }
             let _ = self.dead_letters.remove_label_values(&[channel_id, kind]);
         }
+        for delay in ["rate_limit", "retry", "throttled"] {
+            let _ = self.send_delays.remove_label_values(&[channel_id, delay]);
+        }
     }
 
     /// Clears the scrape-time gauges before they are set again for the channels that exist.
@@ -147,6 +169,7 @@ impl Metrics {
             &self.in_flight,
             &self.transport_up,
             &self.restarts,
+            &self.component_status,
         ] {
             vec.reset();
         }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+pub mod metrics;
 pub mod smsc;
 
 /// How long a test waits for something that should happen promptly.

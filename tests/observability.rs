@@ -167,3 +167,33 @@ async fn health_reports_backends_and_stuck_queues() {
     );
     drop(taken);
 }
+
+both_backends! {
+/// The channel's rates follow a steady stream: 10 messages a second (a rate-limited channel
+/// with a queue that never runs dry) shows an outbound `submitted_event_rate` within 20 % of 10.
+async fn rates_converge_to_a_steady_stream(backend) {
+    let deployment = Deployment::new(backend);
+    let daemon = deployment.start_with(&[("JUNEBUG_METRIC_WINDOW", "2")]);
+    let api = Api::new(&daemon.url);
+    let port = common::free_port();
+    let id = api
+        .create_channel(json!({"type": "telnet", "rate_limit_count": 10, "rate_limit_window": 1,
+                               "config": {"twisted_endpoint": format!("tcp:{port}")}}))
+        .await;
+    let mut client = TelnetClient::connect_when_ready(port).await;
+    for n in 0..100 {
+        let (status, _) = api
+            .post(&format!("/channels/{id}/messages/"), json!({"to": client.local_addr, "content": format!("m{n}")}))
+            .await;
+        assert_eq!(status, 201);
+    }
+    // 10 go at once (a full bucket), then 10 a second: after 60 lines the stream has been
+    // steady for 5 s, so the last complete 2-second bucket holds steady traffic only.
+    for _ in 0..60 {
+        client.read_line().await;
+    }
+    let (_, env) = api.get(&format!("/channels/{id}")).await;
+    let rate = env["result"]["status"]["submitted_event_rate"].as_f64().unwrap_or(0.0);
+    assert!((8.0..=12.0).contains(&rate), "submitted_event_rate {rate} is not within 20% of 10/s");
+}
+}

@@ -23,7 +23,18 @@ impl Setup {
         Self::with_smsc(backend, Smsc::start(json!({})).await, config).await
     }
 
-    async fn with_smsc(backend: Backend, mut smsc: Smsc, config: Value) -> Setup {
+    async fn with_smsc(backend: Backend, smsc: Smsc, config: Value) -> Setup {
+        let mut setup = Self::unbound(backend, smsc, config).await;
+        setup.smsc.expect("bind").await;
+        setup
+    }
+
+    /// A channel on `smsc` that may not bind (a test of failures).
+    async fn new_unbound(smsc: Smsc, config: Value) -> Setup {
+        Self::unbound(Backend::Embedded, smsc, config).await
+    }
+
+    async fn unbound(backend: Backend, smsc: Smsc, config: Value) -> Setup {
         let deployment = Deployment::new(backend);
         let daemon = deployment.start();
         let api = Api::new(&daemon.url);
@@ -36,7 +47,6 @@ impl Setup {
                 "status_url": format!("{}/status", app.url),
             }))
             .await;
-        smsc.expect("bind").await;
         Setup {
             _deployment: deployment,
             daemon,
@@ -492,4 +502,93 @@ async fn status_shows_the_bind_and_delete_unbinds() {
     assert_eq!(code, 200);
     s.smsc.expect("unbind").await;
     s.smsc.expect("closed").await;
+}
+
+/// A private CA and a certificate it signed for `smsc.test`, made with the openssl CLI:
+/// (CA file, key, certificate).
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let path = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=smsc.test",
+        "-keyout",
+        "smsc.key",
+        "-out",
+        "smsc.csr",
+    ]);
+    std::fs::write(path("san.ext"), "subjectAltName=DNS:smsc.test\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "smsc.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "smsc.pem",
+    ]);
+    (path("ca.pem"), path("smsc.key"), path("smsc.pem"))
+}
+
+/// SMPP over TLS, the SMSC's certificate verified against the channel's CA file.
+#[actix_rt::test]
+async fn tls_to_the_smsc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, key, cert) = certificates(dir.path());
+    let tls = json!({"key": key, "cert": cert});
+    let smsc = Smsc::start(json!({"tls": tls})).await;
+    let config = json!({"tls": true, "tls_ca_file": ca, "tls_server_name": "smsc.test"});
+    let mut s = Setup::with_smsc(Backend::Embedded, smsc, config).await;
+    s.send(json!({"to": "+27831234567", "from": "1234", "content": "secret handshake"}))
+        .await;
+    assert_eq!(s.smsc.expect("submit_sm").await["text"], "secret handshake");
+    assert_eq!(s.event().await["event_type"], "submitted");
+
+    // A certificate for another name is refused: no bind, and the status says why.
+    let smsc = Smsc::start(json!({"tls": tls})).await;
+    let config = json!({"tls": true, "tls_ca_file": ca, "tls_server_name": "other.test"});
+    let mut s = Setup::new_unbound(smsc, config).await;
+    let lost = s.status("connection_lost").await;
+    assert!(lost["message"].as_str().unwrap().contains("TLS"), "{lost}");
+    assert!(
+        s.smsc.seen("bind").is_empty(),
+        "bound despite a bad certificate"
+    );
 }

@@ -2,6 +2,7 @@
 // write): it binds ESMEs, answers submit_sm, sends delivery receipts and MO messages.
 //
 // Usage: node smsc.js '{"system_id": "junebug", "password": "secret"}'
+// With "tls": {"key": PATH, "cert": PATH} it speaks SMPP over TLS.
 //
 // It listens on 127.0.0.1 on a free port, prints one JSON object per line on stdout for
 // everything that happens ({"event": "listening", "port": N} first), and takes one JSON
@@ -9,6 +10,7 @@
 // command. Decoding of what Junebug sends (GSM 03.38, Latin-1, UCS2, UDH) is the library's.
 'use strict';
 
+const fs = require('fs');
 const smpp = require('smpp');
 const readline = require('readline');
 
@@ -114,7 +116,11 @@ function bindHandler(mode) {
 
 const binds = ['bind_transceiver', 'bind_transmitter', 'bind_receiver'].map((m) => [m, bindHandler(m)]);
 
-const server = smpp.createServer((session) => {
+const serverOptions = options.tls
+	? { key: fs.readFileSync(options.tls.key), cert: fs.readFileSync(options.tls.cert) }
+	: {};
+
+const server = smpp.createServer(serverOptions, (session) => {
 	sessions.add(session);
 	emit({ event: 'connected', count: sessions.size });
 	for (const [name, handler] of binds) session.on(name, handler(session));

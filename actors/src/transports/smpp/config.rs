@@ -68,9 +68,16 @@ pub struct SmppConfig {
     /// vumi's form of host and port: `tcp:host=H:port=P`.
     #[serde(default)]
     pub twisted_endpoint: Option<String>,
-    /// TLS to the SMSC. Not supported yet: `true` is refused at creation.
+    /// TLS to the SMSC (default false).
     #[serde(default)]
     pub tls: bool,
+    /// With `tls`: a PEM file of CA certificates to trust besides the system's (for an SMSC
+    /// with a private CA or a self-signed certificate).
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
+    /// With `tls`: the name the SMSC's certificate must carry (default: `host`).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
     /// The ESME's system_id (at most 15 characters). Required.
     pub system_id: String,
     /// The password (at most 8 characters, the SMPP limit). Required.
@@ -175,6 +182,15 @@ fn yes() -> bool {
     true
 }
 
+/// How to speak TLS to the SMSC.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsSettings {
+    /// Extra CA certificates (PEM), besides the system's.
+    pub ca_file: Option<String>,
+    /// The name to verify the certificate against.
+    pub server_name: String,
+}
+
 /// A validated SMPP config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmppSettings {
@@ -182,6 +198,8 @@ pub struct SmppSettings {
     pub host: String,
     /// SMSC port.
     pub port: u16,
+    /// TLS, when on.
+    pub tls: Option<TlsSettings>,
     /// system_id.
     pub system_id: String,
     /// password.
@@ -252,6 +270,11 @@ fn at_most(key: &str, text: &str, max: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `name` as the server name TLS verifies, if it is one.
+pub fn rustls_pki_name(name: &str) -> Option<tokio_rustls::rustls::pki_types::ServerName<'static>> {
+    tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_owned()).ok()
+}
+
 /// Host and port of a vumi client endpoint `tcp:host=H:port=P`.
 fn parse_endpoint(endpoint: &str) -> Result<(String, u16), ConfigError> {
     let bad = || {
@@ -284,11 +307,17 @@ impl SmppConfig {
             (_, None, None) => return Err(ConfigError::new("port", "is required (with host)")),
             _ => return Err(ConfigError::new("host", "is required (with port)")),
         };
-        if self.tls {
-            return Err(ConfigError::new(
-                "tls",
-                "TLS to the SMSC is not supported yet",
-            ));
+        let tls = self.tls.then(|| TlsSettings {
+            ca_file: self.tls_ca_file.clone(),
+            server_name: self.tls_server_name.clone().unwrap_or_else(|| host.clone()),
+        });
+        if let Some(tls) = &tls {
+            if rustls_pki_name(&tls.server_name).is_none() {
+                return Err(ConfigError::new(
+                    "tls_server_name",
+                    "is not a valid DNS name or IP address",
+                ));
+            }
         }
         if self.system_id.is_empty() {
             return Err(ConfigError::new("system_id", "must not be empty"));
@@ -338,6 +367,7 @@ impl SmppConfig {
         Ok(SmppSettings {
             host,
             port,
+            tls,
             system_id: self.system_id,
             password: self.password,
             system_type: self.system_type,
@@ -432,7 +462,9 @@ mod tests {
             "concatenation"
         );
         assert_eq!(with("bind_mode", json!("sideways")), "bind_mode");
-        assert_eq!(with("tls", json!(true)), "tls");
+        let bad_name = json!({"host": "smsc", "port": 1, "system_id": "a", "password": "b",
+                              "tls": true, "tls_server_name": "not a name!"});
+        assert_eq!(settings(bad_name).unwrap_err().key, "tls_server_name");
         let missing = settings(json!({"host": "smsc", "port": 1, "password": "x"})).unwrap_err();
         assert_eq!(missing.key, "system_id");
         let endpoint =

@@ -41,6 +41,7 @@ pub mod parts;
 pub mod pdu;
 pub mod receipt;
 pub mod session;
+pub mod tls;
 
 use config::{SmppConfig, SmppSettings};
 use parts::Reassembler;

@@ -241,7 +241,15 @@ pub async fn open(
         .map_err(|_| OpenError::Connect("timed out".into()))?
         .map_err(|e| OpenError::Connect(e.to_string()))?;
     let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+    let stream: Box<dyn Connection> = match &settings.tls {
+        None => Box::new(stream),
+        Some(tls) => Box::new(
+            super::tls::connect(stream, tls)
+                .await
+                .map_err(OpenError::Connect)?,
+        ),
+    };
+    let (read, write) = tokio::io::split(stream);
     let (out, mut outgoing) = mpsc::unbounded_channel::<Command>();
     let link = Rc::new(Link {
         kind,
@@ -318,6 +326,11 @@ pub async fn open(
         }
     }
 }
+
+/// A plain or TLS connection to the SMSC.
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Connection for T {}
 
 /// Aborts a task when dropped, so a dead link leaves no writer behind.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

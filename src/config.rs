@@ -54,14 +54,15 @@ pub struct Config {
     /// Directory of the embedded backend's SQLite file (`--data-dir`, `JUNEBUG_DATA_DIR`).
     /// Default `data`.
     pub data_dir: PathBuf,
-    /// Directory of the per-channel log files (`--logging-path`, `JUNEBUG_LOGGING_PATH`).
-    /// Default `logs/`.
+    /// Directory of the channel logs: one directory of JSON-lines files per channel, and the
+    /// index of entries by message (`--logging-path`, `JUNEBUG_LOGGING_PATH`). Default `logs/`.
+    /// See [`crate::logs`].
     pub logging_path: PathBuf,
-    /// Size in bytes at which a channel log file is rotated (`JUNEBUG_LOG_ROTATE_SIZE`), at least 1.
-    /// Default 1000000.
+    /// Size in bytes a channel log file may reach before the next one is started
+    /// (`JUNEBUG_LOG_ROTATE_SIZE`), at least 1. Default 1000000.
     pub log_rotate_size: u64,
-    /// Rotated channel log files kept per channel, 0 = unlimited (`JUNEBUG_MAX_LOG_FILES`).
-    /// Default 5.
+    /// Channel log files kept per channel, the current one included; 0 = unlimited
+    /// (`JUNEBUG_MAX_LOG_FILES`). Default 5.
     pub max_log_files: u32,
     /// Most log entries the logs endpoint returns, and its default `n` (`JUNEBUG_MAX_LOGS`),
     /// at least 1. Default 100.
@@ -69,7 +70,8 @@ pub struct Config {
     /// Seconds an inbound message can be replied to with `reply_to`
     /// (`JUNEBUG_INBOUND_MESSAGE_TTL`), at least 1. Default 600 (10 minutes).
     pub inbound_message_ttl: u64,
-    /// Seconds events of an outbound message are recorded and forwarded to its `event_url`
+    /// Seconds events of an outbound message are recorded and forwarded to its `event_url`,
+    /// and its channel log entries can be looked up by its id
     /// (`JUNEBUG_OUTBOUND_MESSAGE_TTL`), at least 1. Default 172800 (2 days).
     pub outbound_message_ttl: u64,
     /// Whether a reply to an expired or unknown inbound message that also has a `to` is sent as a

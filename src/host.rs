@@ -204,14 +204,14 @@ impl Host {
                 }
             };
             let Some(status) = long_message_outcome(part.parts, &reports) else {
-                return ReportOutcome::Matched; // undecided: wait for the other parts
+                return ReportOutcome::Matched(part.message_id); // undecided: await the others
             };
             match store
                 .claim_final_report(channel_id, &part.message_id, ttl)
                 .await
             {
                 Ok(true) => {}
-                Ok(false) => return ReportOutcome::Matched, // already forwarded
+                Ok(false) => return ReportOutcome::Matched(part.message_id), // forwarded before
                 Err(e) => {
                     self.backend_failed(channel_id, "record a delivery outcome", &e);
                     return ReportOutcome::Failed;
@@ -223,7 +223,7 @@ impl Host {
             Event::delivery_report(&part.message_id, status, details)
         };
         self.record_event(channel_id, &event).await;
-        ReportOutcome::Matched
+        ReportOutcome::Matched(event.user_message_id)
     }
 }
 

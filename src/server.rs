@@ -19,7 +19,7 @@ use crate::delivery::outbox::Outbox;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::{Callbacks, DeliverySettings};
 use crate::host::{Host, HostSettings};
-use crate::logs::ChannelLogs;
+use crate::logs::{ChannelLogs, LogSettings, LogsError};
 use crate::metrics::exporter::Metrics;
 use crate::queue::amqp::AmqpQueue;
 use crate::queue::embedded::{self as embedded_queue, EmbeddedQueue};
@@ -51,6 +51,9 @@ pub enum StartError {
     /// The configuration does not select a backend.
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// The channel logs could not be opened.
+    #[error("{0}")]
+    Logs(#[from] LogsError),
 }
 
 /// The Store, the Queue, the callback outbox and, in production, the RabbitMQ link.
@@ -141,7 +144,15 @@ pub async fn start(
     logger: slog::Logger,
 ) -> Result<Running, StartError> {
     let backends = open_backends(config, &logger).await?;
-    let logs = Arc::new(ChannelLogs::new(config.max_logs));
+    let logs = Arc::new(ChannelLogs::open(
+        LogSettings {
+            path: config.logging_path.clone(),
+            rotate_size: config.log_rotate_size,
+            max_files: config.max_log_files,
+            message_ttl: Duration::from_secs(config.outbound_message_ttl),
+        },
+        logger.clone(),
+    )?);
     let metrics = Arc::new(Metrics::new());
     let apps = backends
         .link
@@ -195,6 +206,7 @@ pub async fn start(
     let resumed = host.callbacks.resume().await?;
     slog::info!(logger, "Resumed pending callbacks"; "count" => resumed);
     let channels = host.store.load_channels().await?;
+    host.logs.retain(channels.iter().map(|(id, _)| id.as_str()));
     slog::info!(logger, "Starting stored channels"; "count" => channels.len());
     for (id, props) in &channels {
         let spec = api::channels::channel_spec(id, props);

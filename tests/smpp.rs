@@ -5,7 +5,7 @@
 mod common;
 
 use common::smsc::Smsc;
-use common::{metrics, Api, Backend, CallbackServer, Daemon, Deployment};
+use common::{logs, metrics, Api, Backend, CallbackServer, Daemon, Deployment};
 use serde_json::{json, Value};
 
 /// A daemon with one SMPP channel bound to a fresh SMSC, and an application server.
@@ -504,74 +504,11 @@ async fn status_shows_the_bind_and_delete_unbinds() {
     s.smsc.expect("closed").await;
 }
 
-/// A private CA and a certificate it signed for `smsc.test`, made with the openssl CLI:
-/// (CA file, key, certificate).
-fn certificates(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let path = |name: &str| dir.join(name);
-    let openssl = |args: &[&str]| {
-        let status = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl runs");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=Test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=smsc.test",
-        "-keyout",
-        "smsc.key",
-        "-out",
-        "smsc.csr",
-    ]);
-    std::fs::write(path("san.ext"), "subjectAltName=DNS:smsc.test\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "smsc.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "smsc.pem",
-    ]);
-    (path("ca.pem"), path("smsc.key"), path("smsc.pem"))
-}
-
 /// SMPP over TLS, the SMSC's certificate verified against the channel's CA file.
 #[actix_rt::test]
 async fn tls_to_the_smsc() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, key, cert) = certificates(dir.path());
+    let (ca, key, cert) = common::certificates(dir.path(), "smsc.test");
     let tls = json!({"key": key, "cert": cert});
     let smsc = Smsc::start(json!({"tls": tls})).await;
     let config = json!({"tls": true, "tls_ca_file": ca, "tls_server_name": "smsc.test"});
@@ -590,5 +527,59 @@ async fn tls_to_the_smsc() {
     assert!(
         s.smsc.seen("bind").is_empty(),
         "bound despite a bad certificate"
+    );
+}
+
+/// `GET /channels/{id}/messages/{msg_id}/logs` tells an SMPP message's whole story in time
+/// order: the API accepting it, submit_sm and its response, the receipt, the event callbacks.
+#[actix_rt::test]
+async fn a_messages_logs_tell_its_whole_story() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let id = s
+        .send(json!({"to": "+27831234567", "from": "1234", "content": "story"}))
+        .await;
+    assert_eq!(s.event().await["event_type"], "submitted");
+    assert_eq!(s.event().await["event_type"], "delivery_succeeded");
+    let (api, channel) = (&s.api, s.channel.as_str());
+    let entries = logs::eventually("the receipt's event callback is logged", || async {
+        let entries = logs::message_logs(api, channel, &id).await;
+        let callbacks = entries
+            .iter()
+            .filter(|e| logs::text(e).contains("attempt 1"))
+            .count();
+        (callbacks == 2).then_some(entries)
+    })
+    .await;
+    let command = |e: &Value| {
+        e["trace"]["command"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let position = |what: &str, matches: &dyn Fn(&Value) -> bool| {
+        entries
+            .iter()
+            .position(matches)
+            .unwrap_or_else(|| panic!("no {what}: {entries:#?}"))
+    };
+    let accepted = position("acceptance", &|e| logs::text(e).contains("accepted"));
+    let submit = position("submit_sm", &|e| command(e) == "SubmitSm");
+    let response = position("submit_sm_resp", &|e| command(e) == "SubmitSmResp");
+    let receipt = position("deliver_sm", &|e| command(e) == "DeliverSm");
+    let callback = position("event callback", &|e| logs::text(e).contains("attempt 1"));
+    assert!(
+        accepted < submit && submit < response && response < receipt,
+        "{entries:#?}"
+    );
+    assert!(callback > response, "{entries:#?}");
+    assert_eq!(
+        entries[submit]["trace"]["fields"]["destination_addr"],
+        "+27831234567"
+    );
+    assert_eq!(entries[receipt]["direction"], "inbound");
+    let story = serde_json::to_string(&entries).unwrap();
+    assert!(
+        !story.contains("secret"),
+        "the bind password leaked: {story}"
     );
 }

@@ -76,10 +76,10 @@ impl SendDelay {
 }
 
 /// What became of a delivery report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReportOutcome {
-    /// It became an event (or part of one) of the message it concerns.
-    Matched,
+    /// It became an event (or part of one) of the message it concerns: our id of it.
+    Matched(String),
     /// No message is known under its id, even after waiting: it is logged and dropped.
     Unmatched,
     /// It could not be recorded (a backend is down): the transport should make the provider

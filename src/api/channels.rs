@@ -1,4 +1,5 @@
-//! Channel endpoints (API.md 3, 4): list, create, get, update, delete, restart, logs.
+//! Channel endpoints (API.md 3, 4): list, create, get, update, delete, restart, logs (of the
+//! channel, and of one of its messages).
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -278,5 +279,21 @@ pub async fn logs(
         },
     };
     find_channel(&state, &id).await?;
-    Ok(ok("logs retrieved", json!(state.host.logs.recent(&id, n))))
+    Ok(ok(
+        "logs retrieved",
+        json!(state.host.logs.recent(&id, n).await),
+    ))
+}
+
+/// `GET /channels/{id}/messages/{msg_id}/logs`: every log entry about the message (all
+/// levels, with `message_ids`, `direction` and `trace`), oldest first, for as long as
+/// `outbound_message_ttl`. An unknown message has none.
+pub async fn message_logs(
+    state: State,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, message_id) = path.into_inner();
+    find_channel(&state, &id).await?;
+    let entries = state.host.logs.for_message(&id, &message_id).await;
+    Ok(ok("logs retrieved", json!(entries)))
 }

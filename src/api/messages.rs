@@ -1,8 +1,9 @@
 //! Message endpoints (API.md 5): send, and a message's status.
 use actix_web::{web, HttpRequest, HttpResponse};
 use junebug_actors::message::{
-    new_message_id, timestamp_now, Message, Priority, SessionEvent, TIMESTAMP_FORMAT,
+    new_message_id, timestamp_now, Lane, Message, Priority, SessionEvent, TIMESTAMP_FORMAT,
 };
+use junebug_actors::ports::{Direction, LogRecord};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -161,11 +162,22 @@ pub async fn send(
             tally,
         )
         .await?;
-    state
+    let priority = priority(req.priority.as_ref());
+    let logs = &state.host.logs;
+    logs.push(&channel_id, accepted_entry(&message, priority, &req));
+    if let Err(e) = state
         .host
         .queue
-        .enqueue(&channel_id, &message, priority(req.priority.as_ref()))
-        .await?;
+        .enqueue(&channel_id, &message, priority)
+        .await
+    {
+        let text = format!("Message {} could not be queued: {e}", message.message_id);
+        logs.push(
+            &channel_id,
+            LogRecord::error(text).about(&message.message_id),
+        );
+        return Err(e.into());
+    }
     state
         .host
         .metrics
@@ -173,6 +185,33 @@ pub async fn send(
         .with_label_values(&[channel_id.as_str(), "outbound"])
         .inc();
     Ok(created("message submitted", wire::message_json(&message)))
+}
+
+/// The channel log entry of an accepted send, written just before it is queued (so it comes
+/// before whatever the channel then logs about it). DEBUG: one per message would crowd the
+/// operational lines out of `GET /channels/{id}/logs`; it shows in the message's own logs.
+fn accepted_entry(message: &Message, priority: Priority, req: &SendRequest) -> LogRecord {
+    let lane = match priority.lane() {
+        Lane::Realtime => "realtime",
+        Lane::Bulk => "bulk",
+    };
+    let to = message.to_addr.as_deref().unwrap_or("nobody");
+    LogRecord::debug(format!(
+        "Message {} to {to} accepted, queueing it in the {lane} lane (priority {})",
+        message.message_id,
+        priority.level()
+    ))
+    .about(&message.message_id)
+    .going(Direction::Outbound)
+    .with_trace(json!({
+        "to": message.to_addr,
+        "from": message.from_addr,
+        "reply_to": message.in_reply_to,
+        "priority": priority.level(),
+        "lane": lane,
+        "expires_at": message.expires_at,
+        "event_url": req.event_url,
+    }))
 }
 
 /// The outbound message of a send (API.md 5.2): a reply is addressed from the inbound

@@ -112,6 +112,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         resource("/channels/{channel_id}/messages/{message_id}")
             .route(web::get().to(messages::status)),
     )
+    .service(
+        resource("/channels/{channel_id}/messages/{message_id}/logs")
+            .route(web::get().to(channels::message_logs)),
+    )
     .service(resource("/health").route(web::get().to(health::health)))
     .service(resource("/metrics").route(web::get().to(observe::metrics)))
     .default_service(web::to(not_found));

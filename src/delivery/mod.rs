@@ -10,7 +10,8 @@
 //! Auth follows API.md 10: `user:pass@` in the URL becomes `Authorization: Basic …` (and is
 //! removed from the URL); a token becomes `Authorization: Token <token>` and wins over Basic.
 //! With a secret, callbacks are signed ([`signing`]). Every attempt is written to the channel
-//! log: method, URL (credentials and secret-looking query values redacted), status, latency.
+//! log: method, URL (credentials and secret-looking query values redacted), status, latency,
+//! about the callback's message, with the exchange as its trace.
 //!
 //! - [`amqp`]: the AMQP side of application delivery;
 //! - [`template`]: URL templates and the callback method;
@@ -33,7 +34,7 @@ use url::Url;
 use crate::backend::BackendError;
 use crate::logs::ChannelLogs;
 use crate::metrics::exporter::Metrics;
-use junebug_actors::ports::LogRecord;
+use junebug_actors::ports::{Direction, LogRecord};
 use outbox::{Outbox, OutboxItem};
 use retry::{Failure, RetryPolicy};
 use template::{query_url, CallbackMethod};
@@ -287,6 +288,7 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
             let _destination = gate.destination.acquire().await;
             send(&inner.client, &item.callback).await
         };
+        let latency_ms = started.elapsed().as_millis();
         let callback = &item.callback;
         let about = callback
             .message_id
@@ -294,7 +296,7 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
             .map(|id| format!(" for message {id}"))
             .unwrap_or_default();
         let line = format!(
-            "{} {} ({}{about}, attempt {}): {} in {} ms",
+            "{} {} ({}{about}, attempt {}): {} in {latency_ms} ms",
             callback.method.as_str(),
             redacted_url(&callback.url),
             callback.what.as_str(),
@@ -302,8 +304,21 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
             outcome
                 .as_ref()
                 .map_or_else(|f| f.detail.clone(), |status| status.to_string()),
-            started.elapsed().as_millis()
         );
+        // The exchange, for logs by message (the log writer redacts the URL).
+        let trace = serde_json::json!({
+            "method": callback.method.as_str(),
+            "url": callback.url,
+            "status": outcome.as_ref().ok(),
+            "error": outcome.as_ref().err().map(|f| f.detail.as_str()),
+            "latency_ms": u64::try_from(latency_ms).unwrap_or(u64::MAX),
+            "attempt": item.attempts,
+        });
+        let entry = |record: LogRecord| {
+            about_message(record, callback)
+                .going(Direction::Outbound)
+                .with_trace(trace)
+        };
         let result = if outcome.is_ok() {
             "delivered"
         } else {
@@ -316,7 +331,7 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
             .inc();
         let failure = match outcome {
             Ok(_) => {
-                inner.logs.push(&channel_id, LogRecord::info(line));
+                inner.logs.push(&channel_id, entry(LogRecord::info(line)));
                 if let Err(e) = inner.outbox.remove(&item.id).await {
                     // It will be delivered again after a restart: at-least-once.
                     slog::warn!(inner.logger, "Cannot clear a delivered callback"; "error" => %e);
@@ -326,7 +341,9 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
             Err(failure) => failure,
         };
         slog::warn!(inner.logger, "Callback failed"; "channel_id" => &channel_id, "detail" => &line);
-        inner.logs.push(&channel_id, LogRecord::warning(line));
+        inner
+            .logs
+            .push(&channel_id, entry(LogRecord::warning(line)));
         item.last_error = Some(failure.detail.clone());
         let age = Duration::from_secs_f64((unix_now() - item.created_at).max(0.0));
         match inner.policy.next_delay(&failure, item.attempts, age) {
@@ -345,7 +362,9 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
                     item.attempts,
                     failure.detail
                 );
-                inner.logs.push(&channel_id, LogRecord::error(text));
+                inner
+                    .logs
+                    .push(&channel_id, about_message(LogRecord::error(text), callback));
                 inner
                     .metrics
                     .dead_letters
@@ -357,6 +376,14 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
                 return;
             }
         }
+    }
+}
+
+/// `record`, marked as concerning the message the callback is about (if any).
+fn about_message(record: LogRecord, callback: &Callback) -> LogRecord {
+    match &callback.message_id {
+        Some(id) => record.about(id.clone()),
+        None => record,
     }
 }
 

@@ -1,19 +1,25 @@
 //! One module per channel type, each registered in [`crate::TransportRegistry::builtin`].
 //!
+//! - [`irc`]: an IRC bot in channels and private messages.
+//! - [`smpp`]: an SMPP 3.4 ESME for SMS and USSD.
 //! - [`telnet`]: a telnet server; each connected client is an address (the getting-started
 //!   channel type).
+//! - [`tls`]: TLS to a provider's server, for the types that dial out.
 //! - `testkit` (tests, or the `testkit` feature): the shared harness for transport and
 //!   actor tests.
 //!
 //! Shared here: [`parse_config`], which turns a channel's JSON `config` into a channel
-//! type's typed config and names the offending key when it cannot.
+//! type's typed config and names the offending key when it cannot, and
+//! [`parse_client_endpoint`], vumi's `tcp:host=H:port=P` form of a server's address.
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::transport::ConfigError;
 
+pub mod irc;
 pub mod smpp;
 pub mod telnet;
+pub mod tls;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -52,6 +58,30 @@ pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, ConfigErro
         }
     }
     Err(ConfigError::new("", error))
+}
+
+/// Host and port of a vumi client endpoint `tcp:host=H:port=P` (config key
+/// `twisted_endpoint`).
+pub fn parse_client_endpoint(endpoint: &str) -> Result<(String, u16), ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "twisted_endpoint",
+            format!("must look like tcp:host=HOST:port=PORT, not {endpoint:?}"),
+        )
+    };
+    let mut fields = endpoint.split(':');
+    if fields.next() != Some("tcp") {
+        return Err(bad());
+    }
+    let (mut host, mut port) = (None, None);
+    for field in fields {
+        match field.split_once('=') {
+            Some(("host", value)) if !value.is_empty() => host = Some(value.to_owned()),
+            Some(("port", value)) => port = Some(value.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        }
+    }
+    host.zip(port).ok_or_else(bad)
 }
 
 /// The field of serde's "missing field `name`" error.

@@ -432,15 +432,14 @@ impl ChannelHost for RecordingHost {
             .inner
             .provider_ids
             .all()
-            .iter()
-            .any(|(channel, _, ids)| {
+            .into_iter()
+            .find(|(channel, _, ids)| {
                 channel == channel_id && ids.contains(&report.provider_message_id)
             });
         self.inner.reports.push((channel_id.to_owned(), report));
-        if known {
-            ReportOutcome::Matched
-        } else {
-            ReportOutcome::Unmatched
+        match known {
+            Some((_, message_id, _)) => ReportOutcome::Matched(message_id),
+            None => ReportOutcome::Unmatched,
         }
     }
 

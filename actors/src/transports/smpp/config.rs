@@ -15,6 +15,8 @@ use serde_json::Value;
 use super::parts::Concatenation;
 use super::receipt::IdFormat;
 use crate::transport::ConfigError;
+pub use crate::transports::tls::TlsSettings;
+use crate::transports::{parse_client_endpoint, tls::rustls_pki_name};
 
 /// How the ESME binds.
 #[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -182,15 +184,6 @@ fn yes() -> bool {
     true
 }
 
-/// How to speak TLS to the SMSC.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TlsSettings {
-    /// Extra CA certificates (PEM), besides the system's.
-    pub ca_file: Option<String>,
-    /// The name to verify the certificate against.
-    pub server_name: String,
-}
-
 /// A validated SMPP config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmppSettings {
@@ -270,40 +263,12 @@ fn at_most(key: &str, text: &str, max: usize) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `name` as the server name TLS verifies, if it is one.
-pub fn rustls_pki_name(name: &str) -> Option<tokio_rustls::rustls::pki_types::ServerName<'static>> {
-    tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_owned()).ok()
-}
-
-/// Host and port of a vumi client endpoint `tcp:host=H:port=P`.
-fn parse_endpoint(endpoint: &str) -> Result<(String, u16), ConfigError> {
-    let bad = || {
-        ConfigError::new(
-            "twisted_endpoint",
-            format!("must look like tcp:host=HOST:port=PORT, not {endpoint:?}"),
-        )
-    };
-    let mut fields = endpoint.split(':');
-    if fields.next() != Some("tcp") {
-        return Err(bad());
-    }
-    let (mut host, mut port) = (None, None);
-    for field in fields {
-        match field.split_once('=') {
-            Some(("host", value)) if !value.is_empty() => host = Some(value.to_owned()),
-            Some(("port", value)) => port = Some(value.parse().map_err(|_| bad())?),
-            _ => return Err(bad()),
-        }
-    }
-    host.zip(port).ok_or_else(bad)
-}
-
 impl SmppConfig {
     /// Checks the config and fills in defaults.
     pub fn validate(self) -> Result<SmppSettings, ConfigError> {
         let (host, port) = match (&self.host, self.port, &self.twisted_endpoint) {
             (Some(host), Some(port), _) if !host.is_empty() => (host.clone(), port),
-            (None, None, Some(endpoint)) => parse_endpoint(endpoint)?,
+            (None, None, Some(endpoint)) => parse_client_endpoint(endpoint)?,
             (_, None, None) => return Err(ConfigError::new("port", "is required (with host)")),
             _ => return Err(ConfigError::new("host", "is required (with port)")),
         };

@@ -44,8 +44,10 @@ impl DeliverHandler for Shared {
                 Some(Pdu::DeliverSm(sm)) => {
                     let delivered = pdu::delivered(sm);
                     if delivered.is_receipt() {
-                        link.log_received(&command, None);
-                        self.receipt(&delivered).await
+                        let (status, message_id) = self.receipt(&delivered).await;
+                        // Logged once matched, so the message's story includes its receipt.
+                        link.log_received(&command, message_id.as_deref());
+                        status
                     } else {
                         self.mo(&link, &command, delivered).await
                     }
@@ -63,8 +65,9 @@ impl DeliverHandler for Shared {
 }
 
 impl Shared {
-    /// Reports a receipt; the command_status to answer with.
-    async fn receipt(&self, delivered: &Delivered) -> u32 {
+    /// Reports a receipt; the command_status to answer with, and our id of the message it
+    /// is about when it matched one.
+    async fn receipt(&self, delivered: &Delivered) -> (u32, Option<String>) {
         let text = coding::decode(&delivered.body, delivered.data_coding);
         let parsed = match (&delivered.receipted_message_id, delivered.message_state) {
             (Some(id), Some(state)) => Some(receipt::from_tlvs(id, state, Some(&text))),
@@ -74,7 +77,7 @@ impl Shared {
             self.ctx.log(LogRecord::warning(format!(
                 "Ignored an unreadable delivery receipt: {text:?}"
             )));
-            return 0;
+            return (0, None);
         };
         let mut details = Map::new();
         details.insert("stat".into(), json!(parsed.stat));
@@ -86,8 +89,9 @@ impl Shared {
             details,
         };
         match self.ctx.delivery_report(report).await {
-            ReportOutcome::Failed => pdu::TEMPORARY_APP_ERROR,
-            ReportOutcome::Matched | ReportOutcome::Unmatched => 0,
+            ReportOutcome::Failed => (pdu::TEMPORARY_APP_ERROR, None),
+            ReportOutcome::Matched(message_id) => (0, Some(message_id)),
+            ReportOutcome::Unmatched => (0, None),
         }
     }
 

@@ -26,6 +26,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
 
 use crate::message::{Message, StatusEvent, StatusLevel};
+use crate::supervisor::Backoff;
 use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
     TransportError,
@@ -41,7 +42,6 @@ pub mod parts;
 pub mod pdu;
 pub mod receipt;
 pub mod session;
-pub mod tls;
 
 use config::{SmppConfig, SmppSettings};
 use parts::Reassembler;
@@ -156,6 +156,7 @@ impl Shared {
     /// random so that many channels do not reconnect in step). Returns only when stopping.
     async fn keep_bound(self: Rc<Self>, kind: BindKind) -> Result<(), TransportError> {
         let (initial, max) = self.settings.reconnect;
+        let backoff = Backoff { initial, max };
         let mut failures = 0u32;
         while !self.stopping.get() {
             let handler: Rc<dyn session::DeliverHandler> = self.clone();
@@ -201,9 +202,7 @@ impl Shared {
                 }
             }
             failures += 1;
-            let exponent = (failures - 1).min(16);
-            let full = initial.saturating_mul(1 << exponent).min(max);
-            tokio::time::sleep(full.mul_f64(1.0 - fastrand::f64() * 0.5)).await;
+            tokio::time::sleep(backoff.delay(failures)).await;
         }
         Ok(())
     }

@@ -16,7 +16,6 @@ use std::rc::Rc;
 
 use futures_util::{SinkExt, StreamExt};
 use rusmpp::tokio_codec::CommandCodec;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -24,6 +23,7 @@ use super::config::SmppSettings;
 use super::pdu::{self, BindKind, Command, CommandId, CommandStatus, Pdu};
 use crate::ports::{Direction, LogRecord};
 use crate::transport::TransportContext;
+use crate::transports::tls::dial;
 
 /// Why a request got no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,20 +235,15 @@ pub async fn open(
     ctx: TransportContext,
     handler: Rc<dyn DeliverHandler>,
 ) -> Result<(Rc<Link>, impl Future<Output = String>), OpenError> {
-    let address = (settings.host.as_str(), settings.port);
-    let stream = tokio::time::timeout(settings.response_timeout, TcpStream::connect(address))
-        .await
-        .map_err(|_| OpenError::Connect("timed out".into()))?
-        .map_err(|e| OpenError::Connect(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    let stream: Box<dyn Connection> = match &settings.tls {
-        None => Box::new(stream),
-        Some(tls) => Box::new(
-            super::tls::connect(stream, tls)
-                .await
-                .map_err(OpenError::Connect)?,
-        ),
-    };
+    let tls = settings.tls.as_ref();
+    let stream = dial(
+        &settings.host,
+        settings.port,
+        tls,
+        settings.response_timeout,
+    )
+    .await
+    .map_err(OpenError::Connect)?;
     let (read, write) = tokio::io::split(stream);
     let (out, mut outgoing) = mpsc::unbounded_channel::<Command>();
     let link = Rc::new(Link {
@@ -326,11 +321,6 @@ pub async fn open(
         }
     }
 }
-
-/// A plain or TLS connection to the SMSC.
-trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Connection for T {}
 
 /// Aborts a task when dropped, so a dead link leaves no writer behind.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

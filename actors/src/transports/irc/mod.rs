@@ -1,0 +1,289 @@
+//! The `irc` channel type: a bot on one IRC server that talks in channels and in private
+//! messages, with vumi's `IrcTransport` semantics (see [`mapping`]).
+//!
+//! Pieces:
+//!
+//! - [`config`]: [`IrcConfig`] (the JSON `config`, vumi's keys accepted) and [`IrcSettings`];
+//! - [`codec`]: the wire form, pure and byte-tested: lines, parameters, cutting long text;
+//! - [`mapping`]: IRC lines ↔ our [`Message`]s, pure and table-tested;
+//! - [`session`]: one connection: connect, register, join, PING/PONG, read and write;
+//! - this module: the channel type, the transport, and keeping a connection up
+//!   (reconnection with backoff and jitter, status events).
+//!
+//! # Why not the `irc` crate
+//!
+//! DESIGN.md named the `irc` crate. It builds here and would run on the arbiter, but it does
+//! by itself what this transport has to see and control: it answers PINGs and sends PASS,
+//! NICK, USER and its own keepalive PINGs out of our sight (every line in and out must reach
+//! the channel log, tagged with its message id, the password masked); its sender is a
+//! fire-and-forget queue (a send must learn whether its lines were written, to retry when
+//! not); it neither reconnects nor cuts text to IRC's line limit, so both would be ours
+//! anyway. The protocol a bot needs is a few commands over a line codec, so this transport
+//! speaks it itself over a tokio `TcpStream` (TLS through the shared [`crate::transports::tls`]).
+//!
+//! # Status events
+//!
+//! Component `irc`: `ok`/`connected` once registered (the JOINs are sent then);
+//! `down`/`connection_lost` when the connection dies or cannot be opened;
+//! `down`/`registration_failed` (details: `reply`) when the server refuses us (a wrong
+//! password, say); `degraded`/`join_failed` (details: `channel`, `reply`) when a channel
+//! cannot be joined, `degraded`/`kicked` (details: `channel`) when we are kicked out of one.
+//!
+//! # Sending
+//!
+//! A send waits up to a few seconds for a connection, then asks to be tried again later
+//! ([`SendError::Retry`]); so does a send whose lines could not be written. A message is
+//! `submitted` once its lines are written to the server: IRC acknowledges nothing, so no
+//! provider id; a server's later complaint about the target (no such nick, cannot send to
+//! channel) is logged against the message. Each IRC line costs one rate-limit token.
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
+
+use crate::message::{Message, StatusEvent, StatusLevel};
+use crate::supervisor::Backoff;
+use crate::transport::{
+    ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
+    TransportError,
+};
+use crate::transports::parse_config;
+
+pub mod codec;
+pub mod config;
+pub mod mapping;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{IrcConfig, IrcSettings};
+use session::{Link, OpenError};
+
+/// How long a send waits for a connection before the message is put back for later.
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(5);
+
+/// When a send that could not go out is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The `irc` channel type.
+pub struct IrcType;
+
+impl ChannelType for IrcType {
+    fn name(&self) -> &'static str {
+        "irc"
+    }
+
+    fn description(&self) -> &'static str {
+        "An IRC bot: messages in channels (addressed by nick or not) and private messages"
+    }
+
+    fn build(&self, _channel_id: &str, config: &Value) -> Result<Rc<dyn Transport>, ConfigError> {
+        let settings = parse_config::<IrcConfig>(config)?.validate()?;
+        Ok(Rc::new(IrcTransport {
+            settings: Rc::new(settings),
+            running: RefCell::new(None),
+        }))
+    }
+}
+
+/// An IRC channel's transport; see the module docs.
+pub struct IrcTransport {
+    settings: Rc<IrcSettings>,
+    running: RefCell<Option<Running>>,
+}
+
+/// A started transport: the shared state and the task that keeps the connection up.
+struct Running {
+    shared: Rc<Shared>,
+    _task: TaskHandle,
+}
+
+/// What the connection task and sends share.
+struct Shared {
+    settings: Rc<IrcSettings>,
+    ctx: TransportContext,
+    /// The registered connection, while there is one.
+    link: RefCell<Option<Rc<Link>>>,
+    /// Woken when a connection is registered.
+    connected: Notify,
+    /// Set by `stop`: a connection that dies then is not reopened.
+    stopping: Cell<bool>,
+}
+
+/// Publishes a status of component `irc`.
+async fn status(
+    ctx: &TransportContext,
+    level: StatusLevel,
+    kind: &str,
+    message: String,
+    details: Map<String, Value>,
+) {
+    let status = StatusEvent {
+        component: "irc".to_owned(),
+        status: level,
+        kind: kind.to_owned(),
+        message,
+        details,
+    };
+    ctx.status(status).await;
+}
+
+impl Shared {
+    /// The live connection, waiting up to `wait` for one.
+    async fn live_link(&self, wait: Duration) -> Option<Rc<Link>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let connected = self.connected.notified();
+            tokio::pin!(connected);
+            connected.as_mut().enable();
+            let link = self.link.borrow().clone().filter(|link| !link.is_dead());
+            if link.is_some() {
+                return link;
+            }
+            if tokio::time::timeout_at(deadline, connected).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Keeps a connection up: opens it, runs it until it dies, reopens it after a backoff
+    /// (doubling from `reconnect_initial` to `reconnect_max`, up to half taken off at random
+    /// so that many channels do not reconnect in step). Returns only when stopping.
+    async fn keep_connected(self: Rc<Self>) -> Result<(), TransportError> {
+        let (initial, max) = self.settings.reconnect;
+        let backoff = Backoff { initial, max };
+        let server = self.settings.server();
+        let mut failures = 0u32;
+        while !self.stopping.get() {
+            match session::open(self.settings.clone(), self.ctx.clone()).await {
+                Ok((link, reader)) => {
+                    failures = 0;
+                    *self.link.borrow_mut() = Some(link.clone());
+                    self.connected.notify_waiters();
+                    let nick = link.nick();
+                    let message = format!("Connected to {server} as {nick}");
+                    let details = Map::from_iter([("nick".to_owned(), json!(nick))]);
+                    status(&self.ctx, StatusLevel::Ok, "connected", message, details).await;
+                    let reason = session::run(link.clone(), reader).await;
+                    self.link.borrow_mut().take();
+                    if self.stopping.get() {
+                        break;
+                    }
+                    let message = format!("Lost the IRC connection: {reason}");
+                    let lost = StatusLevel::Down;
+                    status(&self.ctx, lost, "connection_lost", message, Map::new()).await;
+                }
+                Err(OpenError::Refused { reply, text }) => {
+                    let message = format!("The IRC server refused to register us: {reply} {text}");
+                    let details = Map::from_iter([("reply".to_owned(), json!(reply))]);
+                    let down = StatusLevel::Down;
+                    status(&self.ctx, down, "registration_failed", message, details).await;
+                }
+                Err(e) => {
+                    let down = StatusLevel::Down;
+                    status(
+                        &self.ctx,
+                        down,
+                        "connection_lost",
+                        e.to_string(),
+                        Map::new(),
+                    )
+                    .await;
+                }
+            }
+            failures += 1;
+            tokio::time::sleep(backoff.delay(failures)).await;
+        }
+        Ok(())
+    }
+}
+
+impl IrcTransport {
+    /// The live connection's nick and mask length, or what they will likely be.
+    fn mask_len(&self) -> usize {
+        let link = self
+            .running
+            .borrow()
+            .as_ref()
+            .and_then(|running| running.shared.link.borrow().clone());
+        match link {
+            Some(link) => link.mask_len(),
+            None => session::guess_mask_len(&self.settings, &self.settings.nickname),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Transport for IrcTransport {
+    async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
+        if self.running.borrow().is_some() {
+            return Err(TransportError(
+                "the IRC transport is already running".into(),
+            ));
+        }
+        let shared = Rc::new(Shared {
+            settings: self.settings.clone(),
+            ctx: ctx.clone(),
+            link: RefCell::new(None),
+            connected: Notify::new(),
+            stopping: Cell::new(false),
+        });
+        let task = ctx.spawn("irc connection", shared.clone().keep_connected());
+        *self.running.borrow_mut() = Some(Running {
+            shared,
+            _task: task,
+        });
+        Ok(())
+    }
+
+    async fn send(&self, message: Message) -> Result<Sent, SendError> {
+        let shared = self.running.borrow().as_ref().map(|r| r.shared.clone());
+        let Some(shared) = shared else {
+            return Err(SendError::Retry {
+                reason: "the IRC transport is not running".into(),
+                after: RETRY_AFTER,
+            });
+        };
+        let link = shared
+            .live_link(WAIT_FOR_CONNECTION)
+            .await
+            .ok_or_else(|| SendError::Retry {
+                reason: "not connected to the IRC server".into(),
+                after: RETRY_AFTER,
+            })?;
+        let outbound = mapping::outbound(&message, link.mask_len()).map_err(SendError::Rejected)?;
+        link.send(&outbound.target, &outbound.lines, &message.message_id)
+            .await
+            .map_err(|reason| SendError::Retry {
+                reason,
+                after: RETRY_AFTER,
+            })?;
+        Ok(Sent::default())
+    }
+
+    /// One token per IRC line the message goes out in (0 for a message that will be
+    /// rejected, which sends nothing).
+    fn cost(&self, message: &Message) -> u32 {
+        mapping::outbound(message, self.mask_len())
+            .map_or(0, |outbound| outbound.lines.len())
+            .try_into()
+            .unwrap_or(u32::MAX)
+    }
+
+    /// Says QUIT to the server (within the response timeout) and closes.
+    async fn stop(&self) {
+        let Some(running) = self.running.borrow_mut().take() else {
+            return;
+        };
+        running.shared.stopping.set(true);
+        let link = running.shared.link.borrow().clone();
+        if let Some(link) = link {
+            link.quit("Junebug channel stopped").await;
+        }
+        drop(running);
+    }
+}

@@ -304,6 +304,31 @@ queue_tests! {
         assert_nothing_comes(&mut consumer).await;
     }
 
+    /// An ack that completes while the consumer is busy looking for messages (here: the
+    /// ack is under way before the consumer looks, and done before its look is) still frees
+    /// the slot: the next message comes without any new enqueue to wake the consumer.
+    fn an_ack_racing_the_consumer_still_frees_its_slot(backend) {
+        let queue = backend.open().await;
+        let id = backend.channel_id();
+        enqueue_all(&*queue, &id, 1, &["m1", "m2"]).await;
+        let mut consumer = queue.consume(&id, 1).await.expect("consume");
+        let first = next(&mut consumer).await;
+        assert_eq!(content(&first), "m1");
+        // The window is full; this also uses up the wake-ups the enqueues left.
+        assert_nothing_comes(&mut consumer).await;
+        // Biased: the ack is polled first, so its database job goes in before the look.
+        let (acked, second) = tokio::join!(
+            biased;
+            first.receipt.ack(),
+            tokio::time::timeout(WAIT, consumer.next())
+        );
+        acked.expect("ack");
+        let second = second
+            .expect("the freed slot is noticed")
+            .expect("the queue is still there");
+        assert_eq!(content(&second), "m2");
+    }
+
     /// What a dropped consumer held unacked goes to the next consumer.
     fn dropped_consumer_deliveries_are_redelivered(backend) {
         let queue = backend.open().await;

@@ -694,7 +694,10 @@ mod tests {
             // Ordering, not a stopwatch: calm is done while touchy still waits out its
             // pause (a second), so touchy's refused message is not sent yet.
             let touchy_acked = host.acked_ids("touchy").len();
-            assert!(touchy_acked < 3, "calm was held up until touchy's pause ended");
+            assert!(
+                touchy_acked < 3,
+                "calm was held up until touchy's pause ended"
+            );
             host.logs()
                 .wait_for(|(c, r)| c == "touchy" && r.message.contains("slow down"))
                 .await;

@@ -1,4 +1,5 @@
 //! What the measuring examples share: starting the release binary and reading /proc.
+#![allow(dead_code)] // each example uses a different part
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -17,11 +18,19 @@ pub fn binary() -> String {
 
 /// Starts the binary on `data_dir`, API on a free port of 127.0.0.1.
 pub fn start(data_dir: &std::path::Path) -> Daemon {
-    let mut child = Command::new(binary())
+    start_with(data_dir, |_| {})
+}
+
+/// [`start`], with `configure` adding arguments or environment to the command first.
+pub fn start_with(data_dir: &std::path::Path, configure: impl FnOnce(&mut Command)) -> Daemon {
+    let mut command = Command::new(binary());
+    command
         .args(["-i", "127.0.0.1", "-p", "0", "--data-dir"])
         .arg(data_dir)
         .env("JUNEBUG_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    configure(&mut command);
+    let mut child = command
         .spawn()
         .expect("cannot start junebug (build it with `cargo build --release` first)");
     let stderr = child.stderr.take().expect("stderr");
@@ -40,10 +49,20 @@ pub fn start(data_dir: &std::path::Path) -> Daemon {
 
 /// Resident memory of `pid`, KiB.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The most resident memory `pid` has had since it started (`VmHWM`), KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }

@@ -354,10 +354,14 @@ impl EmbeddedConsumer {
     }
 }
 
-/// Resolves when a slot frees up in `lane`'s window, if the window is full; never if it has
-/// free slots (new rows for it are announced by the channel's waker instead).
-async fn slot_freed(lane: &LaneWindow) {
-    if lane.window.available_permits() > 0 {
+/// Resolves when a slot frees up in `lane`'s window (at once if one freed since the window
+/// was seen full); never if the last claim looked at this lane (`looked`: it had free slots
+/// then, so new rows for it are announced by the channel's waker instead).
+///
+/// `looked` is what the claim saw, not the window now: an ack that lands while the claim runs
+/// frees a slot the claim did not look for, and only this wait can notice it.
+async fn slot_freed(lane: &LaneWindow, looked: bool) {
+    if looked {
         return std::future::pending().await;
     }
     // The permit is given back at once: this only waits for an ack.
@@ -387,8 +391,8 @@ impl OutboundConsumer for EmbeddedConsumer {
             // Nothing waits that a lane has room for: wait for a new message or an ack.
             tokio::select! {
                 () = woken => {}
-                () = slot_freed(&self.lanes[0]) => {}
-                () = slot_freed(&self.lanes[1]) => {}
+                () = slot_freed(&self.lanes[0], limits[0] > 0) => {}
+                () = slot_freed(&self.lanes[1], limits[1] > 0) => {}
             }
         }
     }

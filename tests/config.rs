@@ -171,6 +171,7 @@ fn every_option_is_overridable_by_a_junebug_variable() {
         ("JUNEBUG_CALLBACKS__MAX_PER_DESTINATION", "4", json!(4)),
         ("JUNEBUG_CALLBACKS__MAX_PER_CHANNEL", "3", json!(3)),
         ("JUNEBUG_NODE_ID", "node-a", json!("node-a")),
+        ("JUNEBUG_DELIVERY_REPORT_HOLD", "2.5", json!(2.5)),
     ];
     // The two production URLs are only valid together: each is tested with the other set.
     let partner = |var: &str| match var {

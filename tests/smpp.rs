@@ -583,3 +583,26 @@ async fn a_messages_logs_tell_its_whole_story() {
         "the bind password leaked: {story}"
     );
 }
+
+/// An error status other than throttling rejects the message, naming the status.
+#[actix_rt::test]
+async fn an_smsc_error_rejects_the_message_naming_the_status() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.smsc
+        .command(json!({"cmd": "reject", "count": 1, "status": 0x0b}));
+    s.smsc.expect("done").await;
+    let id = s
+        .send(json!({"to": "+0", "from": "1234", "content": "nowhere"}))
+        .await;
+    s.smsc.expect("rejected").await;
+    let rejected = s.event().await;
+    assert_eq!(
+        (
+            rejected["event_type"].as_str(),
+            rejected["message_id"].as_str()
+        ),
+        (Some("rejected"), Some(id.as_str()))
+    );
+    let reason = rejected["event_details"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("ESME_RINVDSTADR"), "{reason}");
+}

@@ -22,6 +22,7 @@ const options = Object.assign(
 const sessions = new Set();
 let nextMessageId = 0x1a2b00;
 let throttleNext = 0; // submit_sm to answer with ESME_RTHROTTLED
+let rejectNext = { count: 0, status: 0 }; // submit_sm to answer with an error status
 let answerEnquireLink = true;
 let receiptsFirst = false; // send the receipt before the submit_sm_resp
 let receiptStat = 'DELIVRD';
@@ -68,6 +69,12 @@ function onSubmit(session, pdu) {
 		throttleNext -= 1;
 		emit({ event: 'throttled', destination_addr: pdu.destination_addr });
 		session.send(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
+		return;
+	}
+	if (rejectNext.count > 0) {
+		rejectNext.count -= 1;
+		emit({ event: 'rejected', destination_addr: pdu.destination_addr, status: rejectNext.status });
+		session.send(pdu.response({ command_status: rejectNext.status }));
 		return;
 	}
 	const id = (nextMessageId++).toString(16).toUpperCase();
@@ -171,6 +178,7 @@ function deliverMo(command) {
 const commands = {
 	mo: deliverMo,
 	throttle: (c) => { throttleNext = c.count; },
+	reject: (c) => { rejectNext = { count: c.count, status: c.status }; },
 	enquire_link: (c) => { answerEnquireLink = c.answer; },
 	receipts_first: (c) => { receiptsFirst = c.on; },
 	receipts: (c) => { receipts = c.on; },

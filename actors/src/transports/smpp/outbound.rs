@@ -10,8 +10,8 @@
 //! - **Answers**: `ESME_RTHROTTLED` or `ESME_RMSGQFUL` on the first part throttle the channel
 //!   (the message is sent again after the pause); on a later part the part is retried here
 //!   after `throttle_delay`, so accepted parts are not sent twice. `ESME_RSYSERR` and
-//!   `ESME_RX_T_APPN` are temporary (retry). Any other error status rejects the message,
-//!   naming the status. A lost link or a timeout means "try again later": the message may
+//!   `ESME_RX_T_APPN` are temporary (retry). Any other error status rejects the message; the
+//!   `rejected` event's reason starts with the status name, e.g. `ESME_RINVDSTADR (0x0000000b)`. A lost link or a timeout means "try again later": the message may
 //!   then reach the handset twice (at-least-once, as the queue promises).
 //! - **USSD**: a reply to a USSD message (its `transport_metadata.ussd`) or a message with
 //!   `channel_data.continue_session` carries `ussd_service_op` — `ussd.reply_continue` when
@@ -168,7 +168,8 @@ pub async fn send(shared: &Shared, link: &Link, message: &Message) -> Result<Sen
                 }
                 _ => {
                     return Err(SendError::Rejected(format!(
-                        "the SMSC rejected part {} of {} with command_status {status:#010x}",
+                        "{} ({status:#010x}): the SMSC rejected part {} of {}",
+                        pdu::status_name(status),
                         number + 1,
                         parts.len()
                     )))

@@ -183,6 +183,27 @@ pub fn status(command: &Command) -> u32 {
     command.status().into()
 }
 
+/// The SMPP name of a command_status (`ESME_RINVDSTADR`, `ESME_RX_T_APPN`), or its hex code
+/// when it has none. Derived from rusmpp's variant names (`EsmeRxTAppn`), so every status
+/// rusmpp knows is named without a table of our own.
+pub fn status_name(status: u32) -> String {
+    match CommandStatus::from(status) {
+        CommandStatus::Other(code) => format!("{code:#010x}"),
+        known => {
+            let variant = format!("{known:?}");
+            let rest = variant.strip_prefix("Esme").unwrap_or(&variant);
+            let mut name = String::from("ESME");
+            for c in rest.chars() {
+                if c.is_ascii_uppercase() {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            name
+        }
+    }
+}
+
 /// The message id of a submit_sm_resp.
 pub fn submit_sm_resp_id(command: &Command) -> Option<String> {
     match command.pdu() {
@@ -331,4 +352,19 @@ fn tlvs(tlvs: &[Tlv]) -> Value {
         .filter_map(Tlv::value)
         .map(|value| json!(format!("{value:?}")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_name;
+
+    /// Statuses are named as the SMPP specification writes them.
+    #[test]
+    fn statuses_have_their_smpp_names() {
+        assert_eq!(status_name(0x0b), "ESME_RINVDSTADR");
+        assert_eq!(status_name(0x58), "ESME_RTHROTTLED");
+        assert_eq!(status_name(0x64), "ESME_RX_T_APPN");
+        assert_eq!(status_name(0x00), "ESME_ROK");
+        assert_eq!(status_name(0x0400), "0x00000400");
+    }
 }

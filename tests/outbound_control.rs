@@ -221,7 +221,9 @@ mod realtime_overtakes_a_deep_bulk_backlog {
         let port = common::free_port();
         let id = api
             .create_channel(
-                json!({"type": "telnet", "rate_limit_count": 100, "rate_limit_window": 1,
+                // Held to one message an hour while the backlog is built, so it is 20,000 deep
+                // however fast this machine accepts sends; then opened to 100/s.
+                json!({"type": "telnet", "rate_limit_count": 1, "rate_limit_window": 3600,
                                    "config": {"twisted_endpoint": format!("tcp:{port}")}}),
             )
             .await;
@@ -256,6 +258,12 @@ mod realtime_overtakes_a_deep_bulk_backlog {
         for sender in senders {
             sender.await.unwrap();
         }
+        let limit = json!({"rate_limit_count": 100, "rate_limit_window": 1});
+        let (status, env) = api.post(&format!("/channels/{id}"), limit).await;
+        assert_eq!(status, 200, "{env}");
+        // Bulk flows at 100/s before the realtime message is sent.
+        let mut flowing = count_rx.clone();
+        flowing.wait_for(|read| *read > 20).await.unwrap();
         send(
             &api,
             &id,

@@ -6,10 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use junebug_actors::message::{DeliveryReport, Event, Message, SessionEvent, StatusEvent};
 use junebug_actors::ports::{
-    ChannelHost, Direction, LogRecord, OutboundConsumer, PortError, ReportOutcome, SendDelay,
+    ChannelHost, Direction, InboundPart, LogRecord, OutboundConsumer, PartialMessage, PortError,
+    ReportOutcome, SendDelay,
 };
 use serde_json::{json, Value};
 
+use crate::backend::BackendError;
 use crate::delivery::amqp::AmqpApps;
 use crate::delivery::template::{CallbackMethod, TemplateKind, TemplateValues, UrlTemplate};
 use crate::delivery::{Callback, CallbackKind, Callbacks};
@@ -18,8 +20,15 @@ use crate::metrics;
 use crate::metrics::exporter::Metrics;
 use crate::queue::Queue;
 use crate::receipts::{long_message_outcome, part_report, ReceiptMatcher};
-use crate::store::{ChannelProperties, PartRef, Store, Tally};
+use crate::store::{ChannelProperties, PartRef, PartsKey, Store, Tally};
 use crate::wire;
+
+/// How long the parts of a long inbound message are kept: at least as long as inbound
+/// messages, and long enough that the transport's expiry (`max_age`) finds them first even
+/// after a daemon restart of a few times `max_age`.
+fn parts_ttl(inbound_ttl: Duration, max_age: Duration) -> Duration {
+    inbound_ttl.max(max_age * 10)
+}
 
 /// Time settings the host applies.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +104,12 @@ impl Host {
         );
     }
 
+    /// Logs a backend failure that kept an inbound message (or part) from being kept.
+    fn not_kept(&self, channel_id: &str, what: &str, error: BackendError) -> PortError {
+        self.backend_failed(channel_id, what, &error);
+        error.into()
+    }
+
     /// The channel's `callback_secret`, if it has one.
     async fn channel_secret(&self, channel_id: &str) -> Option<String> {
         match self.store.load_channel(channel_id).await {
@@ -155,7 +170,8 @@ impl Host {
                         message_id: Some(event.user_message_id.clone()),
                         method: method(record.event_url_method.as_ref()),
                     };
-                    self.callbacks.post(channel_id, callback).await;
+                    // Delivered even when the outbox could not keep it (that is logged).
+                    let _ = self.callbacks.post(channel_id, callback).await;
                 }
             }
             Ok(None) => {} // not sent through the API, or older than outbound_message_ttl
@@ -229,19 +245,22 @@ impl Host {
 
 #[async_trait]
 impl ChannelHost for Host {
-    async fn inbound(&self, channel_id: &str, message: Message) {
+    async fn inbound(&self, channel_id: &str, message: Message) -> Result<(), PortError> {
         let props = match self.store.load_channel(channel_id).await {
             Ok(Some(props)) => props,
-            Ok(None) => return, // deleted meanwhile
-            Err(e) => return self.backend_failed(channel_id, "look up the channel", &e),
+            Ok(None) => return Ok(()), // deleted meanwhile: nobody to hand it to
+            Err(e) => return Err(self.not_kept(channel_id, "look up the channel", e)),
         };
+        // Every step is tried, so the application gets what can reach it; any failure makes
+        // the message "not kept", and a provider that can send it again is asked to.
+        let mut kept = Ok(());
         if message.session_event != Some(SessionEvent::Close) {
             if let Err(e) = self
                 .store
                 .save_inbound(channel_id, &message, self.settings.inbound_ttl)
                 .await
             {
-                self.backend_failed(channel_id, "store an inbound message", &e);
+                kept = Err(self.not_kept(channel_id, "store an inbound message", e));
             }
         }
         self.metrics
@@ -262,12 +281,54 @@ impl ChannelHost for Host {
                 message_id: Some(message.message_id.clone()),
                 method: method(props.get("mo_url_method")),
             };
-            self.callbacks.post(channel_id, callback).await;
+            if let Err(e) = self.callbacks.post(channel_id, callback).await {
+                kept = Err(PortError(e.to_string())); // the outbox logged it
+            }
         }
         if let (Some(apps), Some(amqp_queue)) = (self.apps.as_deref(), text(&props, "amqp_queue")) {
             if let Err(e) = apps.publish_inbound(amqp_queue, &message).await {
-                self.backend_failed(channel_id, "publish an inbound message", &e);
+                kept = Err(self.not_kept(channel_id, "publish an inbound message", e));
             }
+        }
+        kept
+    }
+
+    async fn inbound_part(
+        &self,
+        channel_id: &str,
+        part: InboundPart,
+        max_age: Duration,
+    ) -> Result<Option<String>, PortError> {
+        let key = PartsKey {
+            sender: part.sender,
+            reference: part.reference,
+            total: part.total,
+        };
+        let ttl = parts_ttl(self.settings.inbound_ttl, max_age);
+        match self
+            .store
+            .add_inbound_part(channel_id, &key, part.sequence, &part.text, ttl)
+            .await
+        {
+            Ok(whole) => Ok(whole.map(|texts| texts.concat())),
+            Err(e) => Err(self.not_kept(channel_id, "keep a part of a long message", e)),
+        }
+    }
+
+    async fn expired_parts(
+        &self,
+        channel_id: &str,
+        max_age: Duration,
+    ) -> Result<Vec<PartialMessage>, PortError> {
+        match self.store.take_expired_parts(channel_id, max_age).await {
+            Ok(expired) => Ok(expired
+                .into_iter()
+                .map(|parts| PartialMessage {
+                    sender: parts.key.sender,
+                    text: parts.texts.concat(),
+                })
+                .collect()),
+            Err(e) => Err(self.not_kept(channel_id, "read expired parts of long messages", e)),
         }
     }
 
@@ -342,7 +403,8 @@ impl ChannelHost for Host {
                         message_id: None,
                         method: method(props.get("status_url_method")),
                     };
-                    self.callbacks.post(channel_id, callback).await;
+                    // Delivered even when the outbox could not keep it (that is logged).
+                    let _ = self.callbacks.post(channel_id, callback).await;
                 }
             }
             Ok(None) => {}

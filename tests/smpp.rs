@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 /// A daemon with one SMPP channel bound to a fresh SMSC, and an application server.
 struct Setup {
-    _deployment: Deployment,
+    deployment: Deployment,
     daemon: Daemon,
     api: Api,
     app: CallbackServer,
@@ -48,7 +48,7 @@ impl Setup {
             }))
             .await;
         Setup {
-            _deployment: deployment,
+            deployment,
             daemon,
             api,
             app,
@@ -168,6 +168,17 @@ async fn an_inbound_sms_reaches_mo_url() {
     assert_eq!(s.smsc.expect("mo_resp").await["status"], 0);
 }
 
+/// A channel whose SMSC packs GSM 7-bit text reads it packed.
+#[actix_rt::test]
+async fn packed_gsm_text_is_read_when_configured() {
+    let mut s = Setup::new(Backend::Embedded, json!({"inbound_gsm7_packed": true})).await;
+    // "hellohello" as TS 23.038 packs it: ten septets in nine octets.
+    s.smsc
+        .command(json!({"cmd": "mo", "from": "+2783", "to": "1234",
+                          "hex": "e8329bfd4697d9ec37", "data_coding": 0}));
+    assert_eq!(s.app.next_on("/mo").await.body["content"], "hellohello");
+}
+
 /// Long messages: out as UDH parts sharing a reference (one `submitted`, one final event with
 /// per-part details), in as UDH parts joined into one message.
 #[actix_rt::test]
@@ -221,6 +232,44 @@ async fn long_messages_go_out_in_parts_and_come_in_whole() {
             .command(json!({"cmd": "mo", "from": "+2783", "to": "1234", "text": text, "udh": udh}));
     }
     assert_eq!(s.app.next_on("/mo").await.body["content"], "hello world");
+}
+
+both_backends! {
+/// A part answered before a crash is not lost: the daemon kept it, and the message is whole
+/// once the last part arrives after the restart.
+async fn a_long_inbound_message_survives_a_crash_between_its_parts(backend) {
+    let mut s = Setup::new(backend, json!({})).await;
+    let part = |sequence, text| {
+        let udh = format!("0500034202{sequence:02x}");
+        json!({"cmd": "mo", "from": "+2783", "to": "1234", "text": text, "udh": udh, "tag": sequence})
+    };
+    s.smsc.command(part(1, "hello"));
+    let answered = s.smsc.expect("mo_resp").await;
+    assert_eq!((answered["tag"].as_i64(), answered["status"].as_i64()), (Some(1), Some(0)));
+
+    s.deployment.crash_and_restart(&mut s.daemon);
+    s.smsc.expect("bind").await;
+    s.smsc.command(part(2, " world"));
+    assert_eq!(s.app.next_on("/mo").await.body["content"], "hello world");
+}
+}
+
+/// A long message whose other parts never come is delivered as far as it arrived once
+/// `multipart_timeout` has passed.
+#[actix_rt::test]
+async fn a_long_message_missing_parts_is_delivered_after_the_timeout() {
+    let mut s = Setup::new(Backend::Embedded, json!({"multipart_timeout": 0.5})).await;
+    let udh = "0500034303"; // reference 0x43, 3 parts
+    for (sequence, text) in [(1, "hello"), (3, "!")] {
+        let udh = format!("{udh}{sequence:02x}");
+        s.smsc
+            .command(json!({"cmd": "mo", "from": "+2783", "to": "1234", "text": text, "udh": udh}));
+    }
+    let mo = s.app.next_on("/mo").await.body;
+    assert_eq!(
+        (mo["content"].as_str(), mo["from"].as_str()),
+        (Some("hello!"), Some("+2783"))
+    );
 }
 
 /// Text outside GSM 03.38 goes out as UCS2 (emoji included) and comes in from UCS2.

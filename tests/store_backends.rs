@@ -20,7 +20,7 @@ use junebug::metrics::RATES;
 use junebug::sqlite::Database;
 use junebug::store::embedded::{EmbeddedStore, SCHEMA};
 use junebug::store::redis::RedisStore;
-use junebug::store::{ChannelProperties, OutboundRecord, PartRef, Store, Tally};
+use junebug::store::{ChannelProperties, OutboundRecord, PartRef, PartsKey, Store, Tally};
 use junebug_actors::message::{
     new_message_id, timestamp_now, DeliveryStatus, Event, Message, StatusEvent, StatusLevel,
 };
@@ -290,6 +290,54 @@ store_tests! {
         assert!(!store.claim_final_report(&id, &msg, LONG_TTL).await.unwrap());
         let again = store.record_part_report(&id, &part(1), &json!("failed"), LONG_TTL).await.unwrap();
         assert_eq!(again.len(), 2, "the claim is not a part");
+    }
+
+    /// The parts of a long inbound message come together in any order, a repeated part
+    /// replaces its copy, and parts of other senders, lengths or channels never mix.
+    fn long_message_parts_complete_in_any_order(store) {
+        let (id, other) = (channel_id(), channel_id());
+        let key = |sender: &str, reference, total| PartsKey { sender: sender.into(), reference, total };
+        let a = key("+27831234567", 9, 3);
+        assert_eq!(store.add_inbound_part(&id, &a, 3, "!", LONG_TTL).await.unwrap(), None);
+        assert_eq!(store.add_inbound_part(&id, &a, 1, "Hullo", LONG_TTL).await.unwrap(), None);
+        assert_eq!(store.add_inbound_part(&id, &a, 1, "Hello", LONG_TTL).await.unwrap(), None);
+        for (channel, other_key) in [
+            (&id, key("+27830000000", 9, 3)),
+            (&id, key("+27831234567", 9, 4)),
+            (&id, key("+27831234567", 8, 3)),
+            (&other, a.clone()),
+        ] {
+            let added = store.add_inbound_part(channel, &other_key, 2, "x", LONG_TTL).await;
+            assert_eq!(added.unwrap(), None, "{other_key:?}");
+        }
+        let whole = store.add_inbound_part(&id, &a, 2, ", world", LONG_TTL).await.unwrap();
+        assert_eq!(whole, Some(vec!["Hello".into(), ", world".into(), "!".into()]));
+        assert_eq!(
+            store.add_inbound_part(&id, &a, 2, "again", LONG_TTL).await.unwrap(),
+            None,
+            "a completed message is forgotten: a late part starts anew"
+        );
+    }
+
+    /// Long messages whose first part is older than the age asked for are taken, oldest
+    /// first, with what arrived of them, once; younger ones stay and can still complete.
+    fn incomplete_long_messages_are_taken_when_too_old(store) {
+        let id = channel_id();
+        let key = |sender: &str, total| PartsKey { sender: sender.into(), reference: 1, total };
+        store.add_inbound_part(&id, &key("older", 2), 1, "only", LONG_TTL).await.unwrap();
+        tokio::time::sleep(PAST_SHORT_TTL).await;
+        store.add_inbound_part(&id, &key("old", 3), 3, "3", LONG_TTL).await.unwrap();
+        tokio::time::sleep(PAST_SHORT_TTL).await;
+        store.add_inbound_part(&id, &key("new", 2), 1, "n", LONG_TTL).await.unwrap();
+        store.add_inbound_part(&id, &key("old", 3), 1, "1", LONG_TTL).await.unwrap();
+
+        // Older than SHORT_TTL: "older" and "old" (by their first parts), not "new".
+        let expired = store.take_expired_parts(&id, SHORT_TTL).await.unwrap();
+        let taken: Vec<_> = expired.iter().map(|e| (e.key.sender.as_str(), e.texts.concat())).collect();
+        assert_eq!(taken, [("older", "only".to_owned()), ("old", "13".to_owned())], "age counts from the first part");
+        assert_eq!(store.take_expired_parts(&id, SHORT_TTL).await.unwrap(), vec![]);
+        let whole = store.add_inbound_part(&id, &key("new", 2), 2, "+", LONG_TTL).await.unwrap();
+        assert_eq!(whole, Some(vec!["n".into(), "+".into()]), "the young message is still there");
     }
 
     /// Only the latest status of each component is kept, per channel.

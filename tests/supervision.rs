@@ -7,6 +7,7 @@ mod common;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{Api, CallbackServer, Deployment, TelnetClient};
@@ -81,7 +82,11 @@ impl Transport for LoopbackTransport {
             helper_metadata: Default::default(),
             expires_at: None,
         })
-        .await;
+        .await
+        .map_err(|e| SendError::Retry {
+            reason: e.to_string(),
+            after: Duration::from_secs(1),
+        })?;
         Ok(Sent::default())
     }
 

@@ -3,6 +3,8 @@
 //! The daemon implements [`ChannelHost`] with its Store, Queue, callback delivery and channel
 //! logs; the actors only ever see these traits, so they know nothing of the HTTP API, of
 //! SQLite, Redis or RabbitMQ.
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::message::{DeliveryReport, Event, Message, Priority, StatusEvent};
@@ -14,9 +16,30 @@ use crate::message::{DeliveryReport, Event, Message, Priority, StatusEvent};
 #[async_trait]
 pub trait ChannelHost: Send + Sync + 'static {
     /// A message arrived from the provider: record it (for `reply_to`) and forward it to the
-    /// application. Forwarding failures are the host's business (it retries), never the
-    /// transport's.
-    async fn inbound(&self, channel_id: &str, message: Message);
+    /// application. Returns once it is durably kept for forwarding (delivery failures are
+    /// then the host's business: it retries), or an error when it could not be kept (a
+    /// backend is down) — a transport whose provider can send it again asks for that.
+    async fn inbound(&self, channel_id: &str, message: Message) -> Result<(), PortError>;
+
+    /// Keeps one part of a long inbound message until the others arrive, durably: a restart
+    /// between the parts loses none already kept. Returns once the part is kept: the whole
+    /// text when this part completed the message (the parts are then forgotten), else
+    /// `None`. `max_age` is how long the transport waits for missing parts (see
+    /// [`expired_parts`](Self::expired_parts)); the host keeps parts well beyond it.
+    async fn inbound_part(
+        &self,
+        channel_id: &str,
+        part: InboundPart,
+        max_age: Duration,
+    ) -> Result<Option<String>, PortError>;
+
+    /// Forgets and returns the long inbound messages whose first part was kept more than
+    /// `max_age` ago (oldest first), so the transport can deliver what arrived of them.
+    async fn expired_parts(
+        &self,
+        channel_id: &str,
+        max_age: Duration,
+    ) -> Result<Vec<PartialMessage>, PortError>;
 
     /// Something happened to an outbound message: record it and forward it.
     async fn event(&self, channel_id: &str, event: Event);
@@ -51,6 +74,30 @@ pub trait ChannelHost: Send + Sync + 'static {
         channel_id: &str,
         prefetch: usize,
     ) -> Result<Box<dyn OutboundConsumer>, PortError>;
+}
+
+/// One part of a long inbound message (SMS concatenation, say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboundPart {
+    /// Who sent it: parts of different senders never mix.
+    pub sender: String,
+    /// The reference the sender gave every part of the message.
+    pub reference: u16,
+    /// How many parts the message has (2 or more).
+    pub total: u8,
+    /// Which part this is, from 1.
+    pub sequence: u8,
+    /// Its decoded text.
+    pub text: String,
+}
+
+/// A long inbound message some of whose parts never came.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialMessage {
+    /// Who sent it.
+    pub sender: String,
+    /// The texts of the parts that came, joined in sequence order.
+    pub text: String,
 }
 
 /// Why a message waited on its way out.

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::message::{DeliveryReport, Event, Message, StatusEvent};
-use crate::ports::{ChannelHost, LogRecord, ReportOutcome};
+use crate::ports::{ChannelHost, InboundPart, LogRecord, PartialMessage, PortError, ReportOutcome};
 
 /// A channel type's connection to its provider.
 #[async_trait(?Send)]
@@ -144,9 +144,26 @@ impl TransportContext {
         &self.channel_id
     }
 
-    /// Hands an inbound message to the daemon; returns once it is recorded.
-    pub async fn inbound(&self, message: Message) {
+    /// Hands an inbound message to the daemon; see [`ChannelHost::inbound`].
+    pub async fn inbound(&self, message: Message) -> Result<(), PortError> {
         self.host.inbound(&self.channel_id, message).await
+    }
+
+    /// Keeps a part of a long inbound message; see [`ChannelHost::inbound_part`].
+    pub async fn inbound_part(
+        &self,
+        part: InboundPart,
+        max_age: Duration,
+    ) -> Result<Option<String>, PortError> {
+        self.host
+            .inbound_part(&self.channel_id, part, max_age)
+            .await
+    }
+
+    /// Takes the long inbound messages that waited too long for their missing parts; see
+    /// [`ChannelHost::expired_parts`].
+    pub async fn expired_parts(&self, max_age: Duration) -> Result<Vec<PartialMessage>, PortError> {
+        self.host.expired_parts(&self.channel_id, max_age).await
     }
 
     /// Reports an event about an outbound message (a delivery report, say).

@@ -166,8 +166,10 @@ impl Callbacks {
     }
 
     /// Keeps `callback` in the outbox, then queues it in its lane. If the outbox cannot keep
-    /// it (the store is down), it is still delivered, without a durable copy.
-    pub async fn post(&self, channel_id: &str, callback: Callback) {
+    /// it (the store is down), it is still delivered, without a durable copy, and the error
+    /// says so: a caller that can have its input sent again (an SMSC's deliver_sm) asks for
+    /// that rather than risk losing it.
+    pub async fn post(&self, channel_id: &str, callback: Callback) -> Result<(), BackendError> {
         let now = unix_now();
         let item = OutboxItem {
             id: junebug_actors::message::new_message_id(),
@@ -178,11 +180,13 @@ impl Callbacks {
             next_attempt_at: now,
             last_error: None,
         };
-        if let Err(e) = self.inner.outbox.add(&item).await {
+        let kept = self.inner.outbox.add(&item).await;
+        if let Err(e) = &kept {
             let text = format!("Cannot keep a callback in the outbox, delivering it anyway: {e}");
             self.inner.logs.push(channel_id, LogRecord::error(text));
         }
         self.queue(item);
+        kept
     }
 
     /// Takes back this process's pending callbacks (at start), in the order they came.

@@ -11,7 +11,7 @@ use junebug_actors::message::{Event, Message, StatusEvent};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
-use super::{ChannelProperties, OutboundRecord, PartRef, Store, Tally};
+use super::{ChannelProperties, ExpiredParts, OutboundRecord, PartRef, PartsKey, Store, Tally};
 use crate::backend::BackendError;
 use crate::sqlite::Database;
 
@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS provider_ids (
 CREATE TABLE IF NOT EXISTS part_reports (
     channel_id TEXT NOT NULL, message_id TEXT NOT NULL, part INTEGER NOT NULL,
     report TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (channel_id, message_id, part));
+CREATE TABLE IF NOT EXISTS inbound_parts (
+    channel_id TEXT NOT NULL, sender TEXT NOT NULL, reference INTEGER NOT NULL,
+    total INTEGER NOT NULL, sequence INTEGER NOT NULL, text TEXT NOT NULL,
+    kept_at REAL NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (channel_id, sender, reference, total, sequence));
 CREATE TABLE IF NOT EXISTS statuses (
     channel_id TEXT NOT NULL, component TEXT NOT NULL, status TEXT NOT NULL,
     PRIMARY KEY (channel_id, component));
@@ -57,6 +62,30 @@ fn count_in(
     )?
     .execute(params![channel_id, label, bucket, expires_at])
     .map(drop)
+}
+
+/// Reads (then deletes) every kept part of one long inbound message: their texts in sequence
+/// order.
+fn take_parts(
+    conn: &rusqlite::Connection,
+    channel_id: &str,
+    key: &PartsKey,
+) -> rusqlite::Result<Vec<String>> {
+    let which = params![channel_id, key.sender, key.reference, key.total];
+    let texts = conn
+        .prepare_cached(
+            "SELECT text FROM inbound_parts
+             WHERE channel_id = ?1 AND sender = ?2 AND reference = ?3 AND total = ?4
+             ORDER BY sequence",
+        )?
+        .query_map(which, |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    conn.prepare_cached(
+        "DELETE FROM inbound_parts
+         WHERE channel_id = ?1 AND sender = ?2 AND reference = ?3 AND total = ?4",
+    )?
+    .execute(which)?;
+    Ok(texts)
 }
 
 /// The embedded Store.
@@ -98,6 +127,7 @@ impl EmbeddedStore {
                     "rates",
                     "provider_ids",
                     "part_reports",
+                    "inbound_parts",
                 ] {
                     conn.execute(&format!("DELETE FROM {table} WHERE expires_at <= ?1"), [t])?;
                 }
@@ -395,6 +425,82 @@ impl Store for EmbeddedStore {
                     from_json(&row.get::<_, String>(0)?)
                 })?;
                 rows.collect()
+            })
+            .await
+    }
+
+    /// One row per part; the message is complete when it has `total` rows. The transaction
+    /// makes the count and the take one step.
+    async fn add_inbound_part(
+        &self,
+        channel_id: &str,
+        key: &PartsKey,
+        sequence: u8,
+        text: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<String>>, BackendError> {
+        let (channel_id, key, text) = (channel_id.to_owned(), key.clone(), text.to_owned());
+        let kept_at = now();
+        let expires = kept_at + ttl.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                let which = params![channel_id, key.sender, key.reference, key.total];
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO inbound_parts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    channel_id,
+                    key.sender,
+                    key.reference,
+                    key.total,
+                    sequence,
+                    text,
+                    kept_at,
+                    expires
+                ])?;
+                let kept: u32 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM inbound_parts
+                         WHERE channel_id = ?1 AND sender = ?2 AND reference = ?3 AND total = ?4",
+                    )?
+                    .query_row(which, |row| row.get(0))?;
+                if kept < u32::from(key.total) {
+                    return Ok(None);
+                }
+                take_parts(conn, &channel_id, &key).map(Some)
+            })
+            .await
+    }
+
+    async fn take_expired_parts(
+        &self,
+        channel_id: &str,
+        max_age: Duration,
+    ) -> Result<Vec<ExpiredParts>, BackendError> {
+        let channel_id = channel_id.to_owned();
+        let cutoff = now() - max_age.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                let keys = conn
+                    .prepare_cached(
+                        "SELECT sender, reference, total FROM inbound_parts WHERE channel_id = ?1
+                         GROUP BY sender, reference, total HAVING MIN(kept_at) < ?2
+                         ORDER BY MIN(kept_at)",
+                    )?
+                    .query_map(params![channel_id, cutoff], |row| {
+                        Ok(PartsKey {
+                            sender: row.get(0)?,
+                            reference: row.get(1)?,
+                            total: row.get(2)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                keys.into_iter()
+                    .map(|key| {
+                        let texts = take_parts(conn, &channel_id, &key)?;
+                        Ok(ExpiredParts { key, texts })
+                    })
+                    .collect()
             })
             .await
     }

@@ -50,6 +50,27 @@ pub struct PartRef {
     pub parts: u32,
 }
 
+/// What the parts of one long inbound message share: two senders (or two messages of
+/// different lengths) that happen to use the same reference do not mix.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PartsKey {
+    /// Who sent it.
+    pub sender: String,
+    /// The concatenation reference the sender chose.
+    pub reference: u16,
+    /// How many parts it has.
+    pub total: u8,
+}
+
+/// The parts of a long inbound message that waited too long for the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredParts {
+    /// Which message.
+    pub key: PartsKey,
+    /// The texts of the parts that arrived, in sequence order.
+    pub texts: Vec<String>,
+}
+
 /// One occurrence to count for a rate: `label` in time bucket `bucket`, kept for `ttl`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tally<'a> {
@@ -148,6 +169,26 @@ pub trait Store: Send + Sync + 'static {
         message_id: &str,
         ttl: Duration,
     ) -> Result<bool, BackendError>;
+
+    /// Keeps part `sequence` (from 1) of long inbound message `key`, for `ttl`. When that
+    /// completes the message, forgets its parts and returns their texts in sequence order,
+    /// to exactly one caller however many nodes receive the last parts at once. A part that
+    /// comes again replaces its earlier copy.
+    async fn add_inbound_part(
+        &self,
+        channel_id: &str,
+        key: &PartsKey,
+        sequence: u8,
+        text: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<String>>, BackendError>;
+    /// Forgets and returns the long inbound messages whose first part was kept more than
+    /// `max_age` ago, oldest first (each to exactly one caller).
+    async fn take_expired_parts(
+        &self,
+        channel_id: &str,
+        max_age: Duration,
+    ) -> Result<Vec<ExpiredParts>, BackendError>;
 
     /// Keeps the latest status of a component.
     async fn save_status(&self, channel_id: &str, status: &StatusEvent)

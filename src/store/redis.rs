@@ -20,6 +20,8 @@
 //! | `{id}:outbound_messages:{msg}:events` | list | its [`Event`]s (JSON), ordered | TTL, renewed |
 //! | `{id}:provider_ids:{pid}` | string | the [`PartRef`] a provider's message id points to (JSON) | outbound TTL |
 //! | `{id}:outbound_messages:{msg}:part_reports` | hash | part number → its latest delivery report (JSON); `final` once the message's outcome was forwarded | TTL, renewed |
+//! | `{id}:inbound_parts` | sorted set | the [`PartsKey`]s (JSON) of long inbound messages with parts kept, by when the first was kept (ms) | TTL, renewed |
+//! | `{id}:inbound_parts:{sender}:{ref}:{total}` | hash | part sequence → its text | TTL, renewed |
 //! | `{id}:{label}:{bucket}` | string | a count, labels of [`RATES`] | TTL, renewed |
 //!
 //! "Renewed": each RPUSH or INCR sets the expiry again, in the same atomic pipeline.
@@ -35,7 +37,7 @@
 //! 503) instead of hanging, and everything resumes once Redis is back.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use junebug_actors::message::{Event, Message, StatusEvent};
@@ -43,7 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ChannelProperties, OutboundRecord, PartRef, Store, Tally};
+use super::{ChannelProperties, ExpiredParts, OutboundRecord, PartRef, PartsKey, Store, Tally};
 use crate::backend::BackendError;
 use crate::metrics::RATES;
 use crate::redis_link::RedisLink;
@@ -143,6 +145,22 @@ impl Keys {
         format!("{}{id}:provider_ids:{provider_id}", self.prefix)
     }
 
+    fn inbound_parts_index(&self, id: &str) -> String {
+        format!("{}{id}:inbound_parts", self.prefix)
+    }
+
+    fn inbound_parts(&self, id: &str, key: &PartsKey) -> String {
+        let PartsKey {
+            sender,
+            reference,
+            total,
+        } = key;
+        format!(
+            "{}{id}:inbound_parts:{sender}:{reference}:{total}",
+            self.prefix
+        )
+    }
+
     fn part_reports(&self, id: &str, message_id: &str) -> String {
         format!(
             "{}{id}:outbound_messages:{message_id}:part_reports",
@@ -171,6 +189,37 @@ fn from_json<T: DeserializeOwned>(key: &str, text: &str) -> Result<T, BackendErr
 
 /// `ttl` as a Redis expiry: whole milliseconds, at least 1 (Redis refuses 0; a zero TTL
 /// means "expired at once" and 1 ms is as good) and at most [`MAX_TTL_MS`].
+/// Reads a long message's parts hash, deletes it and drops it from the index, in one step:
+/// answers (fields, how many hashes were deleted).
+fn take_parts_pipe(parts: &str, index: &str, member: &str) -> redis::Pipeline {
+    redis::pipe()
+        .atomic()
+        .cmd("HGETALL")
+        .arg(parts)
+        .cmd("DEL")
+        .arg(parts)
+        .cmd("ZREM")
+        .arg(index)
+        .arg(member)
+        .ignore()
+        .to_owned()
+}
+
+/// The texts of a parts hash's fields, in sequence order.
+fn texts_in_order(fields: BTreeMap<String, String>) -> Vec<String> {
+    let numbered: BTreeMap<u8, String> = fields
+        .into_iter()
+        .filter_map(|(field, text)| Some((field.parse().ok()?, text)))
+        .collect();
+    numbered.into_values().collect()
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis())
         .unwrap_or(MAX_TTL_MS)
@@ -473,6 +522,95 @@ impl Store for RedisStore {
             })
             .await?;
         texts.iter().map(|text| from_json(&key, text)).collect()
+    }
+
+    /// The parts live in a hash; an index of the messages by first-part time lets expiry
+    /// find them. Whoever deletes the hash (DEL answers 1) owns the whole message.
+    async fn add_inbound_part(
+        &self,
+        channel_id: &str,
+        key: &PartsKey,
+        sequence: u8,
+        text: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<String>>, BackendError> {
+        let parts = self.keys.inbound_parts(channel_id, key);
+        let index = self.keys.inbound_parts_index(channel_id);
+        let member = to_json(key)?;
+        let what = || format!("cannot keep a part of a long message to channel {channel_id}");
+        let keep = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&parts)
+            .arg(sequence)
+            .arg(text)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&parts)
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .cmd("ZADD")
+            .arg(&index)
+            .arg("NX")
+            .arg(now_ms())
+            .arg(&member)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .cmd("HLEN")
+            .arg(&parts)
+            .to_owned();
+        let (kept,): (u32,) = self.link.query_pipe(&keep, what).await?;
+        if kept < u32::from(key.total) {
+            return Ok(None);
+        }
+        let take = take_parts_pipe(&parts, &index, &member);
+        let (fields, deleted): (BTreeMap<String, String>, u32) =
+            self.link.query_pipe(&take, what).await?;
+        Ok((deleted == 1).then(|| texts_in_order(fields)))
+    }
+
+    async fn take_expired_parts(
+        &self,
+        channel_id: &str,
+        max_age: Duration,
+    ) -> Result<Vec<ExpiredParts>, BackendError> {
+        let index = self.keys.inbound_parts_index(channel_id);
+        let what = || format!("cannot read the long messages kept for channel {channel_id}");
+        let cutoff = now_ms().saturating_sub(ttl_ms(max_age));
+        let members: Vec<String> = self
+            .link
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&index)
+                    .arg("-inf")
+                    .arg(cutoff),
+                what,
+            )
+            .await?;
+        let mut expired = Vec::new();
+        for member in members {
+            let key: PartsKey = from_json(&index, &member)?;
+            let parts = self.keys.inbound_parts(channel_id, &key);
+            let take = take_parts_pipe(&parts, &index, &member);
+            let (fields, deleted): (BTreeMap<String, String>, u32) =
+                self.link.query_pipe(&take, what).await?;
+            // Taken by another node meanwhile, or its hash expired: nothing to deliver.
+            if deleted == 1 {
+                expired.push(ExpiredParts {
+                    key,
+                    texts: texts_in_order(fields),
+                });
+            } else {
+                let _: () = self
+                    .link
+                    .query(redis::cmd("ZREM").arg(&index).arg(&member), what)
+                    .await?;
+            }
+        }
+        Ok(expired)
     }
 
     async fn save_status(

@@ -124,6 +124,14 @@ impl Deployment {
         self.start_with(&[])
     }
 
+    /// Kills `daemon` with SIGKILL (no clean shutdown at all) and starts a new one on this
+    /// deployment in its place.
+    pub fn crash_and_restart(&self, daemon: &mut Daemon) {
+        daemon.child.kill().expect("kill");
+        daemon.child.wait().expect("wait");
+        *daemon = self.start();
+    }
+
     /// Starts a daemon on this deployment with extra environment.
     pub fn start_with(&self, extra: &[(&str, &str)]) -> Daemon {
         let mut env: Vec<(String, String)> = self.env();

@@ -34,11 +34,11 @@
 //!     assert!(failures.all().is_empty());
 //! });
 //! ```
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Context, Handler, Recipient};
 use async_trait::async_trait;
@@ -46,7 +46,8 @@ use tokio::sync::Notify;
 
 use crate::message::{DeliveryReport, Event, Message, Priority, StatusEvent};
 use crate::ports::{
-    ChannelHost, Delivery, LogRecord, OutboundConsumer, PortError, Receipt, ReportOutcome,
+    ChannelHost, Delivery, InboundPart, LogRecord, OutboundConsumer, PartialMessage, PortError,
+    Receipt, ReportOutcome,
 };
 use crate::transport::{TransportContext, TransportFailed};
 
@@ -225,6 +226,9 @@ struct HostInner {
     acks: Journal<(String, Message)>,
     provider_ids: Journal<(String, String, Vec<String>)>,
     reports: Journal<(String, DeliveryReport)>,
+    /// Parts of long inbound messages: (channel, sender, reference, total) → when the first
+    /// was kept, and the texts by sequence.
+    parts: Mutex<HashMap<PartsOf, KeptParts>>,
     /// Outbound queues by channel id.
     queues: Mutex<HashMap<String, OutboundQueue>>,
     /// Woken whenever a queue changes (enqueue, ack, requeue, close).
@@ -234,6 +238,12 @@ struct HostInner {
     /// Source of consumer ids, delivery tags and enqueue sequence numbers.
     counter: AtomicU64,
 }
+
+/// Which long inbound message a part belongs to: channel, sender, reference, total.
+type PartsOf = (String, String, u16, u8);
+
+/// When the first part of a long inbound message was kept, and the texts by sequence.
+type KeptParts = (Instant, BTreeMap<u8, String>);
 
 #[derive(Default)]
 struct OutboundQueue {
@@ -264,6 +274,7 @@ impl Default for RecordingHost {
                 acks: Journal::new("ack"),
                 provider_ids: Journal::new("provider id mapping"),
                 reports: Journal::new("delivery report"),
+                parts: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
                 queue_changed: Notify::new(),
                 consume_error: Mutex::new(None),
@@ -414,8 +425,61 @@ fn delivery_order(queued: &Queued) -> (std::cmp::Reverse<Priority>, u64) {
 
 #[async_trait]
 impl ChannelHost for RecordingHost {
-    async fn inbound(&self, channel_id: &str, message: Message) {
+    async fn inbound(&self, channel_id: &str, message: Message) -> Result<(), PortError> {
         self.inner.inbound.push((channel_id.to_owned(), message));
+        Ok(())
+    }
+
+    async fn inbound_part(
+        &self,
+        channel_id: &str,
+        part: InboundPart,
+        _max_age: Duration,
+    ) -> Result<Option<String>, PortError> {
+        let of = (
+            channel_id.to_owned(),
+            part.sender,
+            part.reference,
+            part.total,
+        );
+        let mut parts = lock(&self.inner.parts);
+        let (_, texts) = parts
+            .entry(of.clone())
+            .or_insert_with(|| (Instant::now(), BTreeMap::new()));
+        texts.insert(part.sequence, part.text);
+        if texts.len() < usize::from(part.total) {
+            return Ok(None);
+        }
+        Ok(parts
+            .remove(&of)
+            .map(|(_, texts)| texts.into_values().collect()))
+    }
+
+    async fn expired_parts(
+        &self,
+        channel_id: &str,
+        max_age: Duration,
+    ) -> Result<Vec<PartialMessage>, PortError> {
+        let mut parts = lock(&self.inner.parts);
+        let due: Vec<PartsOf> = parts
+            .iter()
+            .filter(|((channel, ..), (first, _))| {
+                channel == channel_id && first.elapsed() > max_age
+            })
+            .map(|(of, _)| of.clone())
+            .collect();
+        let mut expired: Vec<_> = due
+            .into_iter()
+            .filter_map(|of| parts.remove(&of).map(|(first, texts)| (first, of.1, texts)))
+            .collect();
+        expired.sort_by_key(|(first, ..)| *first);
+        Ok(expired
+            .into_iter()
+            .map(|(_, sender, texts)| PartialMessage {
+                sender,
+                text: texts.into_values().collect(),
+            })
+            .collect())
     }
 
     async fn event(&self, channel_id: &str, event: Event) {
@@ -754,7 +818,7 @@ mod tests {
             let host = RecordingHost::new();
             let (ctx, failures) = host.context("ch");
             ctx.log(LogRecord::info("Hello"));
-            ctx.inbound(message("hi")).await;
+            ctx.inbound(message("hi")).await.unwrap();
             let _task = ctx.spawn("worker", async { Err(TransportError("boom".into())) });
             assert_eq!(failures.next().await, "worker failed: boom");
             assert_eq!(

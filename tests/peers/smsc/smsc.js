@@ -159,13 +159,15 @@ function receiver() {
 function deliverMo(command) {
 	const session = receiver();
 	if (!session) return emit({ event: 'error', error: 'no receiver bound' });
+	// `hex`: raw user data octets (packed GSM, say), sent as they are; else `text`.
+	const body = command.hex !== undefined ? Buffer.from(command.hex, 'hex') : command.text;
 	const pdu = {
 		source_addr: command.from,
 		destination_addr: command.to,
 		esm_class: command.udh ? 0x40 : 0,
 		short_message: command.udh
-			? { udh: Buffer.from(command.udh, 'hex'), message: command.text }
-			: command.text,
+			? { udh: Buffer.from(command.udh, 'hex'), message: body }
+			: body,
 	};
 	if (command.data_coding !== undefined) pdu.data_coding = command.data_coding;
 	if (command.ussd_service_op !== undefined) pdu.ussd_service_op = command.ussd_service_op;

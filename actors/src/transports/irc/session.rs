@@ -372,7 +372,8 @@ async fn handle(link: &Rc<Link>, server: &str, text: &str) {
     };
     if let Some(message) = mapping::inbound(&line, &cx) {
         link.received(text, Some(&message.message_id));
-        link.ctx.inbound(message).await;
+        // A failure was logged by the host; IRC has no way to have the line sent again.
+        let _ = link.ctx.inbound(message).await;
         return;
     }
     link.received(text, None);

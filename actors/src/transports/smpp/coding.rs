@@ -153,6 +153,17 @@ pub fn decode(bytes: &[u8], data_coding: u8) -> String {
     }
 }
 
+/// Whether `data_coding` names GSM 7-bit: 0x00 (SMSC default), or a GSM 03.38 coding group
+/// whose alphabet bits say the default alphabet (as [`decode`] reads them).
+pub fn is_gsm7(data_coding: u8) -> bool {
+    match data_coding {
+        0x00 => true,
+        0x10..=0x1F => (data_coding >> 2) & 0b11 == 0,
+        0xF0..=0xFF => (data_coding >> 2) & 0b01 == 0,
+        _ => false,
+    }
+}
+
 /// How many units `text` takes in `coding`: septets for GSM 7-bit, bytes for Latin-1,
 /// UTF-16 code units for UCS-2. A character the coding cannot write counts one unit (such
 /// a text is refused by [`encode`] anyway); this is for length limits and costs.

@@ -151,6 +151,10 @@ pub struct SmppConfig {
     /// Seconds the parts of an inbound long message wait for each other (default 60).
     #[serde(default)]
     pub multipart_timeout: Option<f64>,
+    /// The SMSC sends inbound GSM 7-bit text packed (eight septets in seven octets) rather
+    /// than one septet per octet (default false).
+    #[serde(default)]
+    pub inbound_gsm7_packed: bool,
     /// The vumi `transport_type` of inbound SMS (default `sms`; USSD is `ussd`).
     #[serde(default)]
     pub transport_type: Option<String>,
@@ -233,6 +237,8 @@ pub struct SmppSettings {
     pub receipt_id_format: IdFormat,
     /// Inbound parts wait this long for each other.
     pub multipart_timeout: Duration,
+    /// Inbound GSM 7-bit text comes packed.
+    pub inbound_gsm7_packed: bool,
     /// `transport_type` of inbound SMS.
     pub transport_type: String,
     /// USSD mapping.
@@ -357,6 +363,7 @@ impl SmppConfig {
             latin1: self.latin1,
             receipt_id_format: self.receipt_id_format,
             multipart_timeout: seconds("multipart_timeout", self.multipart_timeout, 60.0)?,
+            inbound_gsm7_packed: self.inbound_gsm7_packed,
             transport_type: self.transport_type.unwrap_or_else(|| "sms".to_owned()),
             ussd: self.ussd,
         })

@@ -10,6 +10,9 @@
 //! septets: the escape 0x1B, then their code. National language shift tables are not
 //! supported: such text is sent as UCS-2 instead (see [`super::coding::choose`]).
 //!
+//! Some SMSCs send inbound text packed anyway (eight septets in seven octets, as on the air);
+//! a channel that says so (`inbound_gsm7_packed`) reads it through [`unpack`] first.
+//!
 //! Decoding never fails; what it does with septets that mean nothing follows TS 23.038 where
 //! the standard says what a receiver shows:
 //!
@@ -107,6 +110,36 @@ pub fn decode(septets: &[u8]) -> String {
     text
 }
 
+/// The septets packed in `octets` (TS 23.038 §6.1.2.1.1: least significant bits first), one
+/// per byte, skipping the first `header_octets` (a user data header: the septets start at
+/// the next septet boundary after it, past its fill bits).
+///
+/// Packing leaves up to seven fill bits at the end. When exactly seven are left they read
+/// as one more septet, 0x00 (`@`), that the sender never wrote: SMPP carries no septet
+/// count to tell, so a final 0x00 that fills such a gap is taken for fill and dropped (a
+/// real `@` in that position is lost; TS 23.038 asks senders to fill with CR instead, which
+/// is kept).
+pub fn unpack(octets: &[u8], header_octets: usize) -> Vec<u8> {
+    let total_bits = octets.len() * 8;
+    let first = (header_octets * 8).div_ceil(7);
+    let count = total_bits / 7;
+    let mut septets: Vec<u8> = (first..count)
+        .map(|index| {
+            let bit = index * 7;
+            let (byte, shift) = (bit / 8, bit % 8);
+            let low = u16::from(octets[byte]) >> shift;
+            let high = octets
+                .get(byte + 1)
+                .map_or(0, |&next| u16::from(next) << (8 - shift));
+            ((low | high) & 0x7F) as u8
+        })
+        .collect();
+    if total_bits % 7 == 0 && septets.last() == Some(&0) {
+        septets.pop();
+    }
+    septets
+}
+
 /// How many septets `text` takes (extension characters count two), or `None` if any
 /// character is not representable. Equal to the length of [`encode`]'s output.
 pub fn septets(text: &str) -> Option<usize> {
@@ -144,6 +177,54 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// Packs `septets` after `header` as a sender does (the inverse of [`unpack`]).
+    fn pack(header: &[u8], septets: &[u8]) -> Vec<u8> {
+        let start = (header.len() * 8).div_ceil(7) * 7;
+        let bits = start + septets.len() * 7;
+        let mut octets = header.to_vec();
+        octets.resize(bits.div_ceil(8), 0);
+        for (index, &septet) in septets.iter().enumerate() {
+            let bit = start + index * 7;
+            let (byte, shift) = (bit / 8, bit % 8);
+            octets[byte] |= septet << shift;
+            if shift > 1 {
+                octets[byte + 1] |= septet >> (8 - shift);
+            }
+        }
+        octets
+    }
+
+    #[test]
+    fn unpacks_the_standard_example() {
+        // "hellohello", as TS 23.038 packs it.
+        let packed = [0xE8, 0x32, 0x9B, 0xFD, 0x46, 0x97, 0xD9, 0xEC, 0x37];
+        assert_eq!(decode(&unpack(&packed, 0)), "hellohello");
+        assert_eq!(pack(&[], &encode("hellohello").unwrap()), packed);
+    }
+
+    #[test]
+    fn seven_fill_bits_are_not_a_character() {
+        // Seven septets fill seven octets less seven bits: no eighth `@`.
+        let packed = pack(&[], &encode("1234567").unwrap());
+        assert_eq!(packed.len(), 7);
+        assert_eq!(decode(&unpack(&packed, 0)), "1234567");
+        // Eight septets fill seven octets exactly: all are characters.
+        assert_eq!(
+            decode(&unpack(&pack(&[], &encode("12345678").unwrap()), 0)),
+            "12345678"
+        );
+    }
+
+    #[test]
+    fn septets_after_a_header_start_past_its_fill_bits() {
+        // A concatenation header of six octets (48 bits) leaves one fill bit.
+        let header = [0x05, 0x00, 0x03, 0x2A, 0x02, 0x01];
+        let packed = pack(&header, &encode("Hi [there]").unwrap());
+        assert_eq!(&packed[..6], header);
+        assert_eq!(packed.len(), 6 + (1 + 12 * 7usize).div_ceil(8));
+        assert_eq!(decode(&unpack(&packed, header.len())), "Hi [there]");
+    }
 
     /// Every character GSM 7-bit can write: the default table less the escape slot, and the
     /// extension table.
@@ -237,6 +318,17 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the header length, packed septets come back (but for a final `@` that
+        /// packing cannot tell from fill bits; see [`unpack`]).
+        #[test]
+        fn packed_septets_round_trip(
+            header in proptest::collection::vec(any::<u8>(), 0..8),
+            septets in proptest::collection::vec(0u8..0x80, 0..170),
+        ) {
+            prop_assume!(septets.last() != Some(&0));
+            prop_assert_eq!(unpack(&pack(&header, &septets), header.len()), septets);
+        }
+
         #[test]
         fn gsm_text_round_trips(text in gsm_text()) {
             let encoded = encode(&text).unwrap();

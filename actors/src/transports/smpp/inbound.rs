@@ -9,11 +9,15 @@
 //!   the `receipted_message_id` TLV is present. The TLVs (`receipted_message_id`,
 //!   `message_state`) win over the text (`id:… stat:… err:…`). The id is converted as the
 //!   channel's `receipt_id_format` says and matched case-insensitively.
+//! - **Text** is decoded as `data_coding` says (GSM 7-bit one septet per octet, Latin-1,
+//!   UCS-2, …); GSM 7-bit comes packed instead when the channel says `inbound_gsm7_packed`.
 //! - **Long messages**: parts (UDH 8/16-bit or SAR TLVs) wait for each other up to
-//!   `multipart_timeout`; each part is answered as it arrives, and the whole text goes to
-//!   the application once complete. Known gap: a daemon crash between the parts of one
-//!   message loses the parts already answered (they are kept in memory only). Parts that
-//!   wait too long are delivered as they are, with a warning in the channel log.
+//!   `multipart_timeout`, kept by the daemon's Store ([`TransportContext::inbound_part`]):
+//!   each part is answered once kept, so a restart between parts loses none, and the whole
+//!   text goes to the application once complete. Parts that wait too long are delivered as
+//!   they are, with a warning in the channel log (after a restart too).
+//! - **Answers**: `ESME_ROK` once the message (or part) is kept; `ESME_RX_T_APPN` when the
+//!   daemon could not keep it (a backend down), so the SMSC sends it again later.
 //! - **USSD**: with a `ussd_service_op` TLV the message is USSD (`transport_type` `ussd`):
 //!   ops in `ussd.new` open a session, in `ussd.resume` continue it, in `ussd.close` (or the
 //!   end-of-session bit of `its_session_info`) end it; any other op continues it. The op and
@@ -24,14 +28,14 @@ use std::rc::Rc;
 
 use serde_json::{json, Map};
 
-use super::coding;
 use super::parts::{self, ConcatKey};
 use super::pdu::{self, Command, Delivered, Pdu};
 use super::receipt;
 use super::session::{DeliverHandler, Link};
 use super::Shared;
+use super::{coding, gsm7};
 use crate::message::{new_message_id, timestamp_now, DeliveryReport, Message, SessionEvent};
-use crate::ports::{LogRecord, ReportOutcome};
+use crate::ports::{InboundPart, LogRecord, PartialMessage, ReportOutcome};
 
 impl DeliverHandler for Shared {
     fn deliver(
@@ -108,19 +112,26 @@ impl Shared {
             ),
             None => parts::strip_udh(&delivered.body, delivered.udhi()),
         };
-        let text = coding::decode(body, delivered.data_coding);
+        let text = self.decode(&delivered, body);
         let text = match concat {
-            Some(key) if key.total > 1 => {
-                let now = std::time::Instant::now();
-                let whole = self
-                    .reassembler
-                    .borrow_mut()
-                    .add(&delivered.from, key, text, now);
-                match whole {
-                    Some(whole) => whole,
-                    None => {
+            Some(key) if key.total > 1 && (1..=key.total).contains(&key.sequence) => {
+                let part = InboundPart {
+                    sender: delivered.from.clone(),
+                    reference: key.reference,
+                    total: key.total,
+                    sequence: key.sequence,
+                    text,
+                };
+                let max_age = self.settings.multipart_timeout;
+                match self.ctx.inbound_part(part, max_age).await {
+                    Ok(Some(whole)) => whole,
+                    Ok(None) => {
                         link.log_received(command, None);
-                        return 0; // answered now; the message goes on with its last part
+                        return 0; // kept; the message goes on with its last part
+                    }
+                    Err(_) => {
+                        link.log_received(command, None);
+                        return pdu::TEMPORARY_APP_ERROR; // logged by the host
                     }
                 }
             }
@@ -128,8 +139,20 @@ impl Shared {
         };
         let message = self.inbound_message(&delivered, text);
         link.log_received(command, Some(&message.message_id));
-        self.ctx.inbound(message).await;
-        0
+        match self.ctx.inbound(message).await {
+            Ok(()) => 0,
+            Err(_) => pdu::TEMPORARY_APP_ERROR, // logged by the host
+        }
+    }
+
+    /// The text of an inbound message (or part) whose user data, after any header, is
+    /// `body`.
+    fn decode(&self, delivered: &Delivered, body: &[u8]) -> String {
+        if self.settings.inbound_gsm7_packed && coding::is_gsm7(delivered.data_coding) {
+            let header_octets = delivered.body.len() - body.len();
+            return gsm7::decode(&gsm7::unpack(&delivered.body, header_octets));
+        }
+        coding::decode(body, delivered.data_coding)
     }
 
     /// The inbound message a deliver_sm makes.
@@ -184,13 +207,23 @@ impl Shared {
 }
 
 /// Delivers the parts of a long message that waited too long for the rest.
-pub async fn deliver_partial(shared: &Shared, sender: &str, text: String) {
-    let message = shared.message(sender, None, text);
+pub async fn deliver_partial(shared: &Shared, partial: PartialMessage) {
+    let PartialMessage { sender, text } = partial;
+    let message = shared.message(&sender, None, text);
     shared.ctx.log(
         LogRecord::warning(format!(
             "Parts of a long message from {sender} were missing after the multipart timeout; delivering what arrived"
         ))
         .about(&message.message_id),
     );
-    shared.ctx.inbound(message).await;
+    // The parts are forgotten by now: if the daemon cannot keep the message, it is lost,
+    // and the channel log says so.
+    if let Err(e) = shared.ctx.inbound(message.clone()).await {
+        shared.ctx.log(
+            LogRecord::error(format!(
+                "Lost the parts of a long message from {sender}: {e}"
+            ))
+            .about(&message.message_id),
+        );
+    }
 }

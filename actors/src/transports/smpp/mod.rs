@@ -44,7 +44,6 @@ pub mod receipt;
 pub mod session;
 
 use config::{SmppConfig, SmppSettings};
-use parts::Reassembler;
 use pdu::BindKind;
 use session::{Link, OpenError};
 
@@ -96,8 +95,6 @@ pub struct Shared {
     throttled: Cell<bool>,
     /// Set by `stop`: a session that dies then is not reopened.
     stopping: Cell<bool>,
-    /// Parts of inbound long messages waiting for each other.
-    reassembler: RefCell<Reassembler>,
     /// The next reference number for a long outbound message.
     next_reference: Cell<u16>,
 }
@@ -207,18 +204,18 @@ impl Shared {
         Ok(())
     }
 
-    /// Delivers the parts of inbound long messages that waited too long for the rest.
+    /// Delivers the parts of inbound long messages that waited too long for the rest,
+    /// including those kept before a restart.
     async fn expire_parts(self: Rc<Self>) -> Result<(), TransportError> {
-        let period = self.settings.multipart_timeout / 2;
+        let max_age = self.settings.multipart_timeout;
         loop {
-            tokio::time::sleep(period).await;
-            let expired = self
-                .reassembler
-                .borrow_mut()
-                .expire(std::time::Instant::now());
-            for (sender, text) in expired {
-                inbound::deliver_partial(&self, &sender, text).await;
+            // On failure (logged by the host) the parts stay kept and are tried next round.
+            if let Ok(expired) = self.ctx.expired_parts(max_age).await {
+                for partial in expired {
+                    inbound::deliver_partial(&self, partial).await;
+                }
             }
+            tokio::time::sleep(max_age / 2).await;
         }
     }
 }
@@ -233,7 +230,6 @@ impl Transport for SmppTransport {
             bound: Notify::new(),
             throttled: Cell::new(false),
             stopping: Cell::new(false),
-            reassembler: RefCell::new(Reassembler::new(self.settings.multipart_timeout)),
             next_reference: Cell::new(fastrand::u16(..)),
         });
         let mut tasks = Vec::new();

@@ -19,12 +19,8 @@
 //! cut between characters, counting each character's width in its coding, so every part
 //! decodes on its own.
 //!
-//! Inbound, [`strip_udh`] takes the concatenation header off a part and [`Reassembler`]
-//! collects the parts of each long message until it is whole.
-
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+//! Inbound, [`strip_udh`] takes the concatenation header off a part; the daemon keeps the
+//! parts of each long message until it is whole (see the `inbound` module).
 
 use serde::Deserialize;
 
@@ -293,110 +289,10 @@ fn concat_key(id: u8, data: &[u8]) -> Option<ConcatKey> {
     })
 }
 
-/// Collects the parts of inbound long messages until each is whole.
-///
-/// Parts are grouped by sender, reference and total, so two senders (or two messages of
-/// different lengths) that happen to use the same reference do not mix. Parts may come in
-/// any order; a part that comes again replaces the earlier copy.
-///
-/// The caller decodes each part before [`add`](Self::add): our [`split`] never cuts an
-/// escape or surrogate pair, but other senders may, and then the character at the cut is
-/// lost (replaced) in both parts. UCS-2 parts are joined as text, after decoding.
-///
-/// A message whose parts do not all come stays until [`expire`](Self::expire) hands it
-/// back; call it periodically, or memory holds every incomplete message.
-#[derive(Debug)]
-pub struct Reassembler {
-    max_age: Duration,
-    messages: HashMap<MessageKey, PartialMessage>,
-}
-
-/// What the parts of one long message share.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct MessageKey {
-    sender: String,
-    reference: u16,
-    total: u8,
-}
-
-/// The parts of one long message that have arrived.
-#[derive(Debug)]
-struct PartialMessage {
-    first_seen: Instant,
-    texts: BTreeMap<u8, String>,
-}
-
-impl PartialMessage {
-    /// The texts that arrived, in sequence order.
-    fn into_text(self) -> String {
-        self.texts.into_values().collect()
-    }
-}
-
-impl Reassembler {
-    /// A reassembler that gives up on a message `max_age` after its first part arrived.
-    pub fn new(max_age: Duration) -> Self {
-        Reassembler {
-            max_age,
-            messages: HashMap::new(),
-        }
-    }
-
-    /// Adds the decoded `text` of part `key` from `sender`, received at `now`. Returns the
-    /// whole text once every part from 1 to `key.total` has arrived, else `None`.
-    ///
-    /// A key that is not a part of a long message (a total of 1, or a sequence outside
-    /// `1..=total`) gives its text back at once.
-    pub fn add(
-        &mut self,
-        sender: &str,
-        key: ConcatKey,
-        text: String,
-        now: Instant,
-    ) -> Option<String> {
-        if key.total <= 1 || !(1..=key.total).contains(&key.sequence) {
-            return Some(text);
-        }
-        let message_key = MessageKey {
-            sender: sender.to_owned(),
-            reference: key.reference,
-            total: key.total,
-        };
-        let mut entry = match self.messages.entry(message_key) {
-            Entry::Occupied(entry) => entry,
-            Entry::Vacant(entry) => entry.insert_entry(PartialMessage {
-                first_seen: now,
-                texts: BTreeMap::new(),
-            }),
-        };
-        let message = entry.get_mut();
-        message.texts.insert(key.sequence, text);
-        if message.texts.len() < usize::from(key.total) {
-            return None;
-        }
-        Some(entry.remove().into_text())
-    }
-
-    /// Removes the messages whose first part arrived more than `max_age` before `now`, and
-    /// returns each as (sender, the texts of the parts that arrived, joined in order),
-    /// oldest first. The caller decides whether to deliver or drop them.
-    pub fn expire(&mut self, now: Instant) -> Vec<(String, String)> {
-        let max_age = self.max_age;
-        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.messages)
-            .into_iter()
-            .partition(|(_, message)| now.saturating_duration_since(message.first_seen) > max_age);
-        self.messages = kept.into_iter().collect();
-        let mut expired = expired;
-        expired.sort_by_key(|(_, message)| message.first_seen);
-        expired
-            .into_iter()
-            .map(|(key, message)| (key.sender, message.into_text()))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use proptest::prelude::*;
 
     use super::*;
@@ -422,11 +318,11 @@ mod tests {
         std::iter::repeat_n(c, times).collect()
     }
 
-    /// What an SMSC would do with each part: take the header off, decode, reassemble.
+    /// What an SMSC would do with each part: take the header off, decode, join the parts
+    /// of one reference in sequence order.
     fn reassemble(parts: &[OutboundPart], coding: DataCoding) -> String {
-        let start = Instant::now();
-        let mut reassembler = Reassembler::new(Duration::from_secs(60));
-        let mut whole = None;
+        let mut texts = BTreeMap::new();
+        let mut shared = None;
         for part in parts {
             let (udh_key, body) = strip_udh(&part.short_message, part.udhi);
             let sar_key = part.sar.map(|sar| ConcatKey {
@@ -435,15 +331,17 @@ mod tests {
                 sequence: sar.sequence,
             });
             let text = coding::decode(body, coding.value());
-            whole = match udh_key.or(sar_key) {
-                None => Some(text),
-                Some(key) => reassembler.add("27831234567", key, text, start),
+            let Some(key) = udh_key.or(sar_key) else {
+                assert_eq!(parts.len(), 1, "only a lone part has no concatenation key");
+                return text;
             };
+            let (reference, total) = *shared.get_or_insert((key.reference, key.total));
+            assert_eq!((key.reference, key.total), (reference, total), "{key:?}");
+            texts.insert(key.sequence, text);
         }
-        assert!(reassembler
-            .expire(start + Duration::from_secs(61))
-            .is_empty());
-        whole.expect("the last part completes the message")
+        let total = shared.map_or(0, |(_, total)| usize::from(total));
+        assert_eq!(texts.len(), total, "every part from 1 to total, once");
+        texts.into_values().collect()
     }
 
     /// The octets a part takes on the air interface, where GSM 7-bit is packed, its header
@@ -780,124 +678,6 @@ mod tests {
         for message in cases {
             assert_eq!(strip_udh(message, true), (None, &b"x"[..]), "{message:?}");
         }
-    }
-
-    fn key(reference: u16, total: u8, sequence: u8) -> ConcatKey {
-        ConcatKey {
-            reference,
-            total,
-            sequence,
-        }
-    }
-
-    #[test]
-    fn reassembly_takes_parts_in_any_order() {
-        let now = Instant::now();
-        let mut reassembler = Reassembler::new(Duration::from_secs(30));
-        assert_eq!(reassembler.add("a", key(1, 3, 3), "!".into(), now), None);
-        assert_eq!(
-            reassembler.add("a", key(1, 3, 1), "Hello".into(), now),
-            None
-        );
-        assert_eq!(
-            reassembler.add("a", key(1, 3, 2), ", world".into(), now),
-            Some("Hello, world!".into())
-        );
-        assert!(reassembler.expire(now + Duration::from_secs(31)).is_empty());
-    }
-
-    #[test]
-    fn a_repeated_part_replaces_the_earlier_copy() {
-        let now = Instant::now();
-        let mut reassembler = Reassembler::new(Duration::from_secs(30));
-        assert_eq!(reassembler.add("a", key(1, 2, 1), "old".into(), now), None);
-        assert_eq!(reassembler.add("a", key(1, 2, 1), "new".into(), now), None);
-        assert_eq!(
-            reassembler.add("a", key(1, 2, 2), "+".into(), now),
-            Some("new+".into())
-        );
-    }
-
-    #[test]
-    fn messages_from_other_senders_or_of_other_lengths_do_not_mix() {
-        let now = Instant::now();
-        let mut reassembler = Reassembler::new(Duration::from_secs(30));
-        assert_eq!(reassembler.add("a", key(9, 2, 1), "a1".into(), now), None);
-        assert_eq!(reassembler.add("b", key(9, 2, 2), "b2".into(), now), None);
-        assert_eq!(reassembler.add("a", key(9, 3, 2), "x2".into(), now), None);
-        assert_eq!(reassembler.add("a", key(8, 2, 2), "y2".into(), now), None);
-        assert_eq!(
-            reassembler.add("a", key(9, 2, 2), "a2".into(), now),
-            Some("a1a2".into())
-        );
-        assert_eq!(
-            reassembler.add("b", key(9, 2, 1), "b1".into(), now),
-            Some("b1b2".into())
-        );
-    }
-
-    #[test]
-    fn a_key_that_is_not_a_long_message_part_is_given_back() {
-        let now = Instant::now();
-        let mut reassembler = Reassembler::new(Duration::from_secs(30));
-        for k in [key(1, 1, 1), key(1, 0, 0), key(1, 2, 0), key(1, 2, 3)] {
-            assert_eq!(
-                reassembler.add("a", k, "alone".into(), now),
-                Some("alone".into()),
-                "{k:?}"
-            );
-        }
-        assert!(reassembler
-            .expire(now + Duration::from_secs(3600))
-            .is_empty());
-    }
-
-    #[test]
-    fn incomplete_messages_expire_oldest_first_with_what_arrived() {
-        let start = Instant::now();
-        let at = |seconds| start + Duration::from_secs(seconds);
-        let mut reassembler = Reassembler::new(Duration::from_secs(30));
-        assert_eq!(
-            reassembler.add("older", key(2, 2, 1), "only".into(), at(0)),
-            None
-        );
-        assert_eq!(
-            reassembler.add("old", key(1, 3, 3), "3".into(), at(1)),
-            None
-        );
-        assert_eq!(
-            reassembler.add("new", key(1, 2, 1), "n".into(), at(11)),
-            None
-        );
-        assert_eq!(
-            reassembler.add("old", key(1, 3, 1), "1".into(), at(20)),
-            None
-        );
-
-        assert!(
-            reassembler.expire(at(30)).is_empty(),
-            "\"older\" is exactly max_age old, not older"
-        );
-        assert_eq!(
-            reassembler.expire(at(31) + Duration::from_millis(1)),
-            [("older".into(), "only".into()), ("old".into(), "13".into())],
-            "age counts from the first part"
-        );
-        assert!(reassembler.expire(at(32)).is_empty());
-        assert_eq!(
-            reassembler.add("new", key(1, 2, 2), "+".into(), at(32)),
-            Some("n+".into()),
-            "the young message is still there"
-        );
-        assert_eq!(
-            reassembler.add("old", key(1, 3, 2), "2".into(), at(32)),
-            None
-        );
-        assert_eq!(
-            reassembler.expire(at(100)),
-            [("old".into(), "2".into())],
-            "a late part starts a new message"
-        );
     }
 
     /// A coding and a text it can write, rich in the characters that take two units.

@@ -386,10 +386,7 @@ async fn serve_client(
     shared.ctx.log(LogRecord::info(format!(
         "Registering client connected from '{addr}'"
     )));
-    shared
-        .ctx
-        .inbound(shared.message(&addr, None, SessionEvent::New))
-        .await;
+    hand_on(&shared, shared.message(&addr, None, SessionEvent::New)).await;
 
     // Either side ending (EOF, /quit, a close requested by a send, an error, stop) closes
     // the connection: it sets `closing`, which ends the other side.
@@ -410,10 +407,7 @@ async fn serve_client(
     shared
         .ctx
         .log(LogRecord::info("Deregistering client.".to_owned()));
-    shared
-        .ctx
-        .inbound(shared.message(&addr, None, SessionEvent::Close))
-        .await;
+    hand_on(&shared, shared.message(&addr, None, SessionEvent::Close)).await;
 }
 
 /// Reads what the client sends and delivers it, one message per read, in order, until the
@@ -458,8 +452,14 @@ async fn read_side(
             return;
         }
         let message = shared.message(addr, Some(text), SessionEvent::Resume);
-        shared.ctx.inbound(message).await;
+        hand_on(shared, message).await;
     }
+}
+
+/// Hands a client's line or session event to the daemon. A failure is logged by the host;
+/// telnet has no way to have the line sent again.
+async fn hand_on(shared: &Shared, message: Message) {
+    let _ = shared.ctx.inbound(message).await;
 }
 
 /// Writes the client's queue out, each write within `write_timeout`, until a line asks to

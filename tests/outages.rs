@@ -3,56 +3,18 @@
 #[macro_use]
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis_server::RedisServer;
 use common::{Api, Daemon};
 use serde_json::json;
-
-/// A private redis-server on a free port, killed (by its PID) when dropped.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let deadline = Instant::now() + common::WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20)); // a process start is not awaitable
-        }
-        PrivateRedis { child, port }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Redis stopping makes the API answer 503 within seconds; a new Redis brings it back.
 #[actix_rt::test]
 async fn redis_outage_is_a_503_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let redis = PrivateRedis::start(common::free_port());
-    let redis_url = format!("redis://127.0.0.1:{}/", redis.port);
+    let redis = RedisServer::start(common::free_port());
+    let redis_url = redis.url();
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
     let env = [
         ("JUNEBUG_REDIS__URL", redis_url.as_str()),
@@ -84,7 +46,7 @@ async fn redis_outage_is_a_503_and_recovers() {
         .await;
     assert_eq!(status, 503);
 
-    let _redis = PrivateRedis::start(port);
+    let _redis = RedisServer::start(port);
     let deadline = Instant::now() + common::WAIT;
     loop {
         let (status, env) = api.get("/channels/").await;

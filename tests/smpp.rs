@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+use common::redis_server::RedisServer;
 use common::smsc::Smsc;
 use common::{logs, metrics, Api, Backend, CallbackServer, Daemon, Deployment};
 use serde_json::{json, Value};
@@ -35,8 +36,18 @@ impl Setup {
     }
 
     async fn unbound(backend: Backend, smsc: Smsc, config: Value) -> Setup {
+        Self::unbound_with(backend, smsc, config, &[]).await
+    }
+
+    /// A channel on `smsc` of a daemon started with extra environment `env`.
+    async fn unbound_with(
+        backend: Backend,
+        smsc: Smsc,
+        config: Value,
+        env: &[(&str, &str)],
+    ) -> Setup {
         let deployment = Deployment::new(backend);
-        let daemon = deployment.start();
+        let daemon = deployment.start_with(env);
         let api = Api::new(&daemon.url);
         let app = CallbackServer::start().await;
         let channel = api
@@ -166,6 +177,41 @@ async fn an_inbound_sms_reaches_mo_url() {
     assert_eq!(mo["content"], "hi there");
     assert_eq!(mo["channel_id"], json!(s.channel));
     assert_eq!(s.smsc.expect("mo_resp").await["status"], 0);
+}
+
+/// While the daemon cannot keep an inbound message (its Redis does not answer), the SMSC is
+/// told to send it again later (`ESME_RX_T_APPN`); once Redis is back, the message goes through.
+#[actix_rt::test]
+async fn an_inbound_message_the_daemon_cannot_keep_is_refused_for_later() {
+    let redis = RedisServer::start(common::free_port());
+    let env = [("JUNEBUG_REDIS__URL", redis.url())];
+    let env: Vec<_> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let smsc = Smsc::start(json!({})).await;
+    let mut s = Setup::unbound_with(Backend::Production, smsc, json!({}), &env).await;
+    s.smsc.expect("bind").await;
+    let mo =
+        |tag| json!({"cmd": "mo", "from": "+2783", "to": "1234", "text": "keep me", "tag": tag});
+
+    // Frozen rather than killed: it still holds the channel when it answers again.
+    redis.signal("STOP");
+    s.smsc.command(mo(1));
+    let refused = s.smsc.expect("mo_resp").await;
+    assert_eq!(refused["status"], 0x64, "ESME_RX_T_APPN: {refused}");
+
+    redis.signal("CONT");
+    // The SMSC tries again until the daemon takes it, as an SMSC does.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    for attempt in 2.. {
+        s.smsc.command(mo(attempt));
+        if s.smsc.expect("mo_resp").await["status"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after Redis came back"
+        );
+    }
+    assert_eq!(s.app.next_on("/mo").await.body["content"], "keep me");
 }
 
 /// A channel whose SMSC packs GSM 7-bit text reads it packed.

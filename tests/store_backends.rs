@@ -10,11 +10,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::redis_server::RedisServer;
 use common::KeyCleanup;
 use junebug::metrics::RATES;
 use junebug::sqlite::Database;
@@ -438,7 +437,7 @@ async fn unreadable_json_in_redis_is_a_backend_error() {
 /// Connecting to a Redis that is not there fails at once with a message naming it.
 #[actix_rt::test]
 async fn connecting_to_an_absent_redis_fails_clearly() {
-    let url = format!("redis://:hunter2@127.0.0.1:{}/", free_port());
+    let url = format!("redis://:hunter2@127.0.0.1:{}/", common::free_port());
     let started = Instant::now();
     let error = match RedisStore::connect(&url, "test:").await {
         Ok(_) => panic!("connected to nothing"),
@@ -458,7 +457,7 @@ async fn connecting_to_an_absent_redis_fails_clearly() {
 /// store works again by itself.
 #[actix_rt::test]
 async fn store_survives_redis_going_away_and_coming_back() {
-    let port = free_port();
+    let port = common::free_port();
     let mut server = RedisServer::start(port);
     let store = RedisStore::connect(&server.url(), "outage:").await.unwrap();
     let id = channel_id();
@@ -505,7 +504,7 @@ async fn store_survives_redis_going_away_and_coming_back() {
 /// work again, with the data intact, once it answers.
 #[actix_rt::test]
 async fn store_survives_redis_not_answering() {
-    let server = RedisServer::start(free_port());
+    let server = RedisServer::start(common::free_port());
     let store = RedisStore::connect(&server.url(), "frozen:").await.unwrap();
     let id = channel_id();
     store
@@ -536,73 +535,5 @@ async fn store_survives_redis_not_answering() {
             }
             Err(e) => panic!("the store did not recover within {RECOVERY:?}: {e}"),
         }
-    }
-}
-
-/// A port nothing listens on (just freed by the OS).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
-
-/// A private `redis-server` child without persistence, killed when dropped so a failing
-/// test never leaves it running.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts it on `port` and waits until it accepts connections.
-    fn start(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server (is it installed?)");
-        let server = RedisServer {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the process.
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("a running server");
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Kills the process (SIGKILL, by its PID) and waits for it to be gone.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub mod ircd;
 pub mod logs;
 pub mod metrics;
+pub mod prosody;
 pub mod smsc;
 
 /// How long a test waits for something that should happen promptly.

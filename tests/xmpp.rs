@@ -166,7 +166,9 @@ async fn stanzas_are_logged_by_message_and_the_password_never() {
     bob.say(BOT, "log me").await;
     let mo = s.mo().await;
     let inbound = mo["message_id"].as_str().unwrap().to_owned();
-    let id = s.send(json!({"reply_to": inbound, "content": "logged"})).await;
+    let id = s
+        .send(json!({"reply_to": inbound, "content": "logged"}))
+        .await;
     assert_eq!(bob.message_from(MessageType::Chat, BOT).await, "logged");
     s.event().await; // submitted
     s.event().await; // delivery_succeeded: the receipt is in
@@ -182,9 +184,14 @@ async fn stanzas_are_logged_by_message_and_the_password_never() {
         }
     })
     .await;
-    let sent = entries.iter().find(|e| text(e).starts_with("XMPP sent: <message"));
+    let sent = entries
+        .iter()
+        .find(|e| text(e).starts_with("XMPP sent: <message"));
     let sent = sent.unwrap_or_else(|| panic!("no sent stanza in {entries:?}"));
-    assert!(text(sent).contains("logged") && text(sent).contains(&id), "{sent}");
+    assert!(
+        text(sent).contains("logged") && text(sent).contains(&id),
+        "{sent}"
+    );
     assert_eq!(sent["direction"], "outbound", "{sent}");
     let inbound_logs = message_logs(&s.api, &s.channel, &inbound).await;
     assert!(
@@ -193,8 +200,14 @@ async fn stanzas_are_logged_by_message_and_the_password_never() {
     );
 
     let logs = s.log_files();
-    assert!(!logs.contains(BOT_PASSWORD), "the password is in the log files");
-    assert!(logs.contains("XMPP sent: <auth"), "the SASL exchange is logged, masked");
+    assert!(
+        !logs.contains(BOT_PASSWORD),
+        "the password is in the log files"
+    );
+    assert!(
+        logs.contains("XMPP sent: <auth"),
+        "the SASL exchange is logged, masked"
+    );
     assert!(logs.contains("********"), "the SASL payloads are masked");
 }
 
@@ -219,13 +232,19 @@ async fn room_messages_both_ways() {
     assert_eq!(mo["channel_data"]["xmpp"]["type"], "groupchat");
     assert_eq!(mo["channel_data"]["xmpp"]["nick"], "alice");
 
-    let id = s.send(json!({"reply_to": mo["message_id"], "content": "hi"})).await;
+    let id = s
+        .send(json!({"reply_to": mo["message_id"], "content": "hi"}))
+        .await;
     let from_bot = format!("{room}/{NICK}");
     let said = alice.message_from(MessageType::Groupchat, &from_bot).await;
     assert_eq!(said, "alice: hi");
-    assert_eq!(kind_of(&s.event().await), (Some("submitted"), Some(id.as_str())));
+    assert_eq!(
+        kind_of(&s.event().await),
+        (Some("submitted"), Some(id.as_str()))
+    );
 
-    s.send(json!({"to": room, "group": room, "content": "hello everyone"})).await;
+    s.send(json!({"to": room, "group": room, "content": "hello everyone"}))
+        .await;
     let said = alice.message_from(MessageType::Groupchat, &from_bot).await;
     assert_eq!(said, "hello everyone");
 }
@@ -286,10 +305,18 @@ async fn the_channel_reconnects_after_a_server_restart() {
     alice.say(BOT, "are you back?").await;
     let mo = s.mo().await;
     assert_eq!(mo["content"], "are you back?");
-    let id = s.send(json!({"reply_to": mo["message_id"], "content": "yes"})).await;
+    let id = s
+        .send(json!({"reply_to": mo["message_id"], "content": "yes"}))
+        .await;
     assert_eq!(alice.message_from(MessageType::Chat, BOT).await, "yes");
-    assert_eq!(kind_of(&s.event().await), (Some("submitted"), Some(id.as_str())));
-    assert_eq!(kind_of(&s.event().await), (Some("delivery_succeeded"), Some(id.as_str())));
+    assert_eq!(
+        kind_of(&s.event().await),
+        (Some("submitted"), Some(id.as_str()))
+    );
+    assert_eq!(
+        kind_of(&s.event().await),
+        (Some("delivery_succeeded"), Some(id.as_str()))
+    );
 }
 
 /// A bad config is refused at creation, naming the key.
@@ -310,7 +337,10 @@ async fn a_bad_config_is_refused_naming_the_key() {
             json!({"jid": "a@example.org", "password": "pw", "allow_plaintext": true}),
             "allow_plaintext",
         ),
-        (json!({"username": "a@example.org", "password": "pw", "port": "x"}), "port"),
+        (
+            json!({"username": "a@example.org", "password": "pw", "port": "x"}),
+            "port",
+        ),
     ] {
         let (status, env) = api
             .post("/channels/", json!({"type": "xmpp", "config": config}))

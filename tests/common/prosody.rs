@@ -236,10 +236,18 @@ impl XmppUser {
     /// Asks for the roster (which makes this client one that subscription requests and
     /// answers are delivered to) and waits for it.
     pub async fn fetch_roster(&mut self) {
-        let request = Iq::from_get("roster-1", Roster { ver: None, items: vec![] });
+        let request = Iq::from_get(
+            "roster-1",
+            Roster {
+                ver: None,
+                items: vec![],
+            },
+        );
         self.send(request.into()).await;
-        self.expect(|stanza| matches!(stanza, Stanza::Iq(Iq::Result { id, .. }) if id == "roster-1"))
-            .await;
+        self.expect(
+            |stanza| matches!(stanza, Stanza::Iq(Iq::Result { id, .. }) if id == "roster-1"),
+        )
+        .await;
     }
 
     /// Says `text` to `to` in a chat.

@@ -125,12 +125,6 @@ impl Password {
     }
 }
 
-impl From<&str> for Password {
-    fn from(password: &str) -> Self {
-        Password(password.to_owned())
-    }
-}
-
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(********)")

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::transport::ConfigError;
+use crate::transports::seconds;
 use crate::transports::tls::{rustls_pki_name, TlsSettings};
 pub use crate::transports::Password;
-use crate::transports::seconds;
 
 /// The presence `show` values (RFC 6121 §4.7.2.1).
 pub const SHOW_VALUES: [&str; 4] = ["away", "chat", "dnd", "xa"];
@@ -163,7 +163,10 @@ impl XmppConfig {
     pub fn validate(self) -> Result<XmppSettings, ConfigError> {
         let (key, jid) = match (&self.jid, &self.username) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::new("username", "give jid or username, not both"))
+                return Err(ConfigError::new(
+                    "username",
+                    "give jid or username, not both",
+                ))
             }
             (Some(jid), None) => ("jid", jid),
             (None, Some(jid)) => ("username", jid),
@@ -227,7 +230,9 @@ impl XmppConfig {
         let nickname = self.nickname.clone().unwrap_or(node);
         let nick_ok = rooms
             .first()
-            .map_or(BareJid::new("room@muc.test").ok(), |room| Some(room.clone()))
+            .map_or(BareJid::new("room@muc.test").ok(), |room| {
+                Some(room.clone())
+            })
             .is_some_and(|room| room.with_resource_str(&nickname).is_ok());
         if nickname.trim().is_empty() || !nick_ok {
             return Err(ConfigError::new(
@@ -296,7 +301,10 @@ mod tests {
         assert!(!s.allow_plaintext && s.rooms.is_empty() && s.resource.is_none());
         assert_eq!(s.nickname, "bot");
         assert!(s.auto_accept_subscriptions && s.request_receipts);
-        assert_eq!((s.show.as_deref(), s.status_message.as_deref()), (None, None));
+        assert_eq!(
+            (s.show.as_deref(), s.status_message.as_deref()),
+            (None, None)
+        );
         assert_eq!(s.ping_interval, Duration::from_secs(60));
         assert_eq!(s.response_timeout, Duration::from_secs(30));
         assert_eq!(
@@ -323,7 +331,10 @@ mod tests {
         assert_eq!(s.ping_interval, Duration::from_secs(30));
         let text = settings(json!({"username": "a@b", "password": "pw", "status": "Busy"}));
         let text = text.unwrap();
-        assert_eq!((text.show, text.status_message.as_deref()), (None, Some("Busy")));
+        assert_eq!(
+            (text.show, text.status_message.as_deref()),
+            (None, Some("Busy"))
+        );
     }
 
     /// Rooms, nickname, plaintext on loopback.
@@ -357,13 +368,22 @@ mod tests {
         assert_eq!(with("port", json!(0)), "port");
         assert_eq!(with("port", json!(70000)), "port");
         assert_eq!(with("host", json!("two words")), "host");
-        assert_eq!(with("rooms", json!("lobby@conference.example.org")), "rooms");
+        assert_eq!(
+            with("rooms", json!("lobby@conference.example.org")),
+            "rooms"
+        );
         assert_eq!(with("rooms", json!(["conference.example.org"])), "rooms");
         assert_eq!(with("allow_plaintext", json!(true)), "allow_plaintext");
-        assert_eq!(with("auto_accept_subscriptions", json!("yes")), "auto_accept_subscriptions");
+        assert_eq!(
+            with("auto_accept_subscriptions", json!("yes")),
+            "auto_accept_subscriptions"
+        );
         assert_eq!(with("ping_interval", json!(0)), "ping_interval");
         assert_eq!(with("reconnect_max", json!(0.5)), "reconnect_max");
-        assert_eq!(with("tls_server_name", json!("not a name!")), "tls_server_name");
+        assert_eq!(
+            with("tls_server_name", json!("not a name!")),
+            "tls_server_name"
+        );
         assert_eq!(with("username", json!("other@example.org")), "username");
         let missing = settings(json!({"jid": "bot@example.org"})).unwrap_err();
         assert_eq!(

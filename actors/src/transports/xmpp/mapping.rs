@@ -123,7 +123,13 @@ pub fn inbound(stanza: &Stanza, cx: &InboundContext<'_>) -> Inbound {
                 return Inbound::Nothing;
             }
             let xmpp = json!({"room": room.as_str(), "nick": nick});
-            ("groupchat", from.to_string(), Some(room.to_string()), None, xmpp)
+            (
+                "groupchat",
+                from.to_string(),
+                Some(room.to_string()),
+                None,
+                xmpp,
+            )
         }
         MessageType::Chat | MessageType::Normal => {
             // A private message from a room's occupant is only known by its occupant JID.
@@ -241,7 +247,11 @@ pub fn occupant(stanza: &Stanza) -> Option<(String, String)> {
 
 /// `channel_data.xmpp.type` of an inbound message, for tests and logs.
 pub fn kind(message: &Message) -> Option<&str> {
-    message.helper_metadata.get("xmpp")?.get("type").and_then(Value::as_str)
+    message
+        .helper_metadata
+        .get("xmpp")?
+        .get("type")
+        .and_then(Value::as_str)
 }
 
 #[cfg(test)]
@@ -293,7 +303,12 @@ mod tests {
         );
         assert_eq!(
             summary(&xml),
-            ("alice@localhost".into(), s("bot@localhost"), None, "hello there".into())
+            (
+                "alice@localhost".into(),
+                s("bot@localhost"),
+                None,
+                "hello there".into()
+            )
         );
         let Inbound::Message(m) = received(&xml) else {
             unreachable!()
@@ -393,7 +408,9 @@ mod tests {
         assert_eq!(receipt.to.unwrap().to_string(), "alice@localhost/phone");
         let received = Received::try_from(receipt.payloads[0].clone()).unwrap();
         assert_eq!(received.id, "q1");
-        let quiet = parse(&format!("<message {NS} from='a@b' id='q2'><body>x</body></message>"));
+        let quiet = parse(&format!(
+            "<message {NS} from='a@b' id='q2'><body>x</body></message>"
+        ));
         assert!(receipt_for(&quiet).is_none());
         let room = parse(&format!(
             "<message {NS} from='lobby@conference.localhost/a' type='groupchat' id='q3'>\
@@ -434,11 +451,11 @@ mod tests {
     fn outbound_stanzas() {
         let chat = wire(&message(Some("alice@localhost/phone"), None, "hi"), true).unwrap();
         for part in [
-            "type=\"chat\"",
-            "to=\"alice@localhost\"",
-            "id=\"00ff00ff00ff00ff00ff00ff00ff00ff\"",
+            "type='chat'",
+            "to='alice@localhost'",
+            "id='00ff00ff00ff00ff00ff00ff00ff00ff'",
             "<body>hi</body>",
-            "<request xmlns=\"urn:xmpp:receipts\"/>",
+            "<request xmlns='urn:xmpp:receipts'/>",
         ] {
             assert!(chat.contains(part), "{part} in {chat}");
         }
@@ -451,8 +468,8 @@ mod tests {
         );
         let room = wire(&reply, true).unwrap();
         for part in [
-            "type=\"groupchat\"",
-            "to=\"lobby@conference.localhost\"",
+            "type='groupchat'",
+            "to='lobby@conference.localhost'",
             "<body>alice: welcome</body>",
         ] {
             assert!(room.contains(part), "{part} in {room}");
@@ -463,7 +480,9 @@ mod tests {
             Some("lobby@conference.localhost"),
             "hello all",
         );
-        assert!(wire(&to_all, true).unwrap().contains("<body>hello all</body>"));
+        assert!(wire(&to_all, true)
+            .unwrap()
+            .contains("<body>hello all</body>"));
     }
 
     /// Messages that cannot go out are rejected with a reason.

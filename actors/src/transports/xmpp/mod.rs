@@ -51,7 +51,7 @@ use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
     TransportError,
 };
-use crate::transports::{parse_config, report_status, Liveness, LinkSlot};
+use crate::transports::{parse_config, report_status, LinkSlot, Liveness};
 
 pub mod config;
 pub mod mapping;
@@ -163,18 +163,18 @@ impl Shared {
                     let message = format!("Lost the XMPP connection: {reason}");
                     status(&self.ctx, down, "connection_lost", message, Map::new()).await;
                 }
-                Err(e @ OpenError::Auth { .. }) => {
-                    let OpenError::Auth { condition, .. } = &e else {
-                        unreachable!()
-                    };
-                    let details = Map::from_iter([("condition".to_owned(), json!(condition))]);
-                    status(&self.ctx, down, "auth_failed", e.to_string(), details).await;
-                }
-                Err(e @ OpenError::NoTls) => {
-                    status(&self.ctx, down, "tls_unavailable", e.to_string(), Map::new()).await;
-                }
                 Err(e) => {
-                    status(&self.ctx, down, "connection_lost", e.to_string(), Map::new()).await;
+                    let (kind, details) = match &e {
+                        OpenError::Auth { condition, .. } => (
+                            "auth_failed",
+                            Map::from_iter([("condition".to_owned(), json!(condition))]),
+                        ),
+                        OpenError::NoTls => ("tls_unavailable", Map::new()),
+                        OpenError::Connect(_) | OpenError::Bind(_) => {
+                            ("connection_lost", Map::new())
+                        }
+                    };
+                    status(&self.ctx, down, kind, e.to_string(), details).await;
                 }
             }
             failures += 1;

@@ -166,8 +166,10 @@ impl Wire {
     /// Logs an element that could not be read (it is skipped).
     fn invalid(&self, why: &str) {
         self.ctx.log(
-            LogRecord::warning(format!("Ignored an unreadable element from the XMPP server: {why}"))
-                .going(Direction::Inbound),
+            LogRecord::warning(format!(
+                "Ignored an unreadable element from the XMPP server: {why}"
+            ))
+            .going(Direction::Inbound),
         );
     }
 }
@@ -410,7 +412,9 @@ async fn login(settings: &XmppSettings, wire: &Wire) -> Result<(FullJid, Stream)
         .map_err(|e| OpenError::Connect(e.to_string()))?;
     (features, stream) = received_features(pending, wire).await?;
     if !features.can_bind() {
-        return Err(OpenError::Bind("the server offers no resource binding".into()));
+        return Err(OpenError::Bind(
+            "the server offers no resource binding".into(),
+        ));
     }
     let bound = bind(&mut stream, settings, wire).await?;
     Ok((bound, stream))
@@ -484,7 +488,11 @@ async fn authenticate(
     settings: &XmppSettings,
     wire: &Wire,
 ) -> Result<(), OpenError> {
-    let node = settings.jid.node().map(|n| n.to_string()).unwrap_or_default();
+    let node = settings
+        .jid
+        .node()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
     let credentials = Credentials::default()
         .with_username(node)
         .with_password(settings.password.reveal())
@@ -528,9 +536,9 @@ async fn authenticate(
                     .map_err(OpenError::Connect)?;
             }
             XmppStreamElement::Sasl(Nonza::Success(success)) => {
-                return mechanism.success(&success.data).map_err(|e| {
-                    refused("server-not-verified", format!("{e:?}"))
-                });
+                return mechanism
+                    .success(&success.data)
+                    .map_err(|e| refused("server-not-verified", format!("{e:?}")));
             }
             XmppStreamElement::Sasl(Nonza::Failure(failure)) => {
                 let text = failure.texts.values().next().cloned().unwrap_or_default();
@@ -710,7 +718,8 @@ impl Handler<'_> {
             }
             Inbound::Receipt(id) => {
                 self.wire.log(Direction::Inbound, &element, Some(&id));
-                self.report(&id, DeliveryStatus::Delivered, Map::new()).await;
+                self.report(&id, DeliveryStatus::Delivered, Map::new())
+                    .await;
             }
             Inbound::Bounce { id, reason } => {
                 self.wire.log(Direction::Inbound, &element, Some(&id));
@@ -723,7 +732,12 @@ impl Handler<'_> {
     }
 
     /// Hands a receipt or a bounce about our stanza `id` (our message id) to the daemon.
-    async fn report(&self, id: &str, status: DeliveryStatus, details: Map<String, serde_json::Value>) {
+    async fn report(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        details: Map<String, serde_json::Value>,
+    ) {
         let report = DeliveryReport {
             provider_message_id: id.to_owned(),
             status,
@@ -757,15 +771,20 @@ impl Handler<'_> {
                 let (answer, ask) = if presence.type_ == PresenceType::Subscribe {
                     (Presence::subscribed(), Presence::subscribe())
                 } else {
-                    (Presence::new(PresenceType::Unsubscribed), Presence::unsubscribe())
+                    (
+                        Presence::new(PresenceType::Unsubscribed),
+                        Presence::unsubscribe(),
+                    )
                 };
                 for reply in [answer, ask] {
                     let reply = reply.with_to(Jid::from(bare.clone()));
                     let reply = XmppStreamElement::Stanza(reply.into());
                     self.wire.send(stream, &reply, None).await?;
                 }
-                self.ctx
-                    .log(LogRecord::info(format!("Accepted the {:?} of {bare}.", presence.type_)));
+                self.ctx.log(LogRecord::info(format!(
+                    "Accepted the {:?} of {bare}.",
+                    presence.type_
+                )));
             }
             PresenceType::Error if self.settings.rooms.contains(&bare) => {
                 let condition = presence
@@ -780,14 +799,23 @@ impl Handler<'_> {
                     ("room".to_owned(), json!(bare.as_str())),
                     ("condition".to_owned(), json!(condition)),
                 ]);
-                status(self.ctx, StatusLevel::Degraded, "join_failed", message, details).await;
+                status(
+                    self.ctx,
+                    StatusLevel::Degraded,
+                    "join_failed",
+                    message,
+                    details,
+                )
+                .await;
             }
             PresenceType::None
                 if self.settings.rooms.contains(&bare)
                     && from.resource().map(|r| r.as_str()) == Some(&self.settings.nickname) =>
             {
-                self.ctx
-                    .log(LogRecord::info(format!("Joined the room {bare} as {}.", self.settings.nickname)));
+                self.ctx.log(LogRecord::info(format!(
+                    "Joined the room {bare} as {}.",
+                    self.settings.nickname
+                )));
             }
             _ => {}
         }
@@ -806,8 +834,11 @@ impl Handler<'_> {
             Iq::Result { .. } | Iq::Error { .. } => return Ok(()),
         };
         let ours = payload.is("ping", ns::PING) && get
-            || payload.is("query", ns::ROSTER) && !get
-                && from.as_ref().is_none_or(|from| from.to_bare() == self.settings.jid);
+            || payload.is("query", ns::ROSTER)
+                && !get
+                && from
+                    .as_ref()
+                    .is_none_or(|from| from.to_bare() == self.settings.jid);
         let answer = if ours {
             Iq::Result {
                 from: None,
@@ -847,7 +878,10 @@ mod tests {
             data: b"\0alice\0hunter2".to_vec(),
         }));
         let shown = loggable(&auth);
-        assert!(shown.starts_with("<auth") && shown.contains("PLAIN"), "{shown}");
+        assert!(
+            shown.starts_with("<auth") && shown.contains("PLAIN"),
+            "{shown}"
+        );
         assert!(shown.contains(MASK), "{shown}");
         assert!(!shown.contains("AGFsaWNlAGh1bnRlcjI="), "{shown}");
         let response = XmppStreamElement::Sasl(Nonza::Response(Response {

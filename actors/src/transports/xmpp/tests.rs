@@ -45,7 +45,8 @@ impl Client {
                 .unwrap_or_else(|_| panic!("no {needle:?} in time; got {:?}", self.buffer))
                 .unwrap();
             assert!(read > 0, "the transport closed before {needle:?}");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk[..read]));
+            self.buffer
+                .push_str(&String::from_utf8_lossy(&chunk[..read]));
         }
     }
 
@@ -162,8 +163,11 @@ fn plain_login_is_masked_and_a_silent_server_is_detected() {
 fn refused_logins_are_reported() {
     run_local(|| async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (transport, host) = start(&listener, json!({"reconnect_initial": 5.0,
-                                                        "reconnect_max": 5.0}))
+        let (transport, host) = start(
+            &listener,
+            json!({"reconnect_initial": 5.0,
+                                                        "reconnect_max": 5.0}),
+        )
         .await;
         let mut server = Client::accept(&listener).await;
         let mechanisms = "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
@@ -186,8 +190,11 @@ fn refused_logins_are_reported() {
         transport.stop().await;
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (transport, host) = start(&listener, json!({"allow_plaintext": false,
-                                                        "host": "localhost"}))
+        let (transport, host) = start(
+            &listener,
+            json!({"allow_plaintext": false,
+                                                        "host": "localhost"}),
+        )
         .await;
         let mut server = Client::accept(&listener).await;
         server.open_stream(mechanisms).await;

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub mod ircd;
 pub mod logs;
 pub mod metrics;
+pub mod prosody;
 pub mod redis_server;
 pub mod smsc;
 

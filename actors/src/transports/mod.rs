@@ -4,22 +4,36 @@
 //! - [`smpp`]: an SMPP 3.4 ESME for SMS and USSD.
 //! - [`telnet`]: a telnet server; each connected client is an address (the getting-started
 //!   channel type).
+//! - [`xmpp`]: an XMPP client: one-to-one chats, MUC rooms, delivery receipts (XEP-0184).
 //! - [`tls`]: TLS to a provider's server, for the types that dial out.
 //! - `testkit` (tests, or the `testkit` feature): the shared harness for transport and
 //!   actor tests.
 //!
 //! Shared here: [`parse_config`], which turns a channel's JSON `config` into a channel
-//! type's typed config and names the offending key when it cannot, and
-//! [`parse_client_endpoint`], vumi's `tcp:host=H:port=P` form of a server's address.
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+//! type's typed config and names the offending key when it cannot;
+//! [`parse_client_endpoint`], vumi's `tcp:host=H:port=P` form of a server's address;
+//! [`seconds`] for durations in configs; [`Password`], a secret whose `Debug` masks it;
+//! [`report_status`], how a transport publishes the status of one of its components; and
+//! [`LinkSlot`], where a transport that dials out keeps its current connection for sends to
+//! wait on.
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
 
-use crate::transport::ConfigError;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+
+use crate::message::{StatusEvent, StatusLevel};
+use crate::transport::{ConfigError, TransportContext};
 
 pub mod irc;
 pub mod smpp;
 pub mod telnet;
 pub mod tls;
+pub mod xmpp;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -82,6 +96,118 @@ pub fn parse_client_endpoint(endpoint: &str) -> Result<(String, u16), ConfigErro
         }
     }
     host.zip(port).ok_or_else(bad)
+}
+
+/// Seconds from the config under `key`, or `default`; refused unless positive (and below
+/// a billion, which `Duration` could not hold as a float anyway).
+pub fn seconds(key: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(ConfigError::new(
+            key,
+            "must be a number of seconds greater than 0",
+        ))
+    }
+}
+
+/// A password from a channel config: its `Debug` never shows it, so it cannot leak through
+/// a log of the settings. Only the code that puts it on the wire calls [`Password::reveal`].
+#[derive(Deserialize, Clone, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// The password itself, for the login exchange (and nothing else).
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(********)")
+    }
+}
+
+/// Publishes the status of a transport's `component` (`irc`, `xmpp`, …): its `level`, a
+/// machine-readable `kind` (`connected`, `connection_lost`, …), words for people and details.
+pub async fn report_status(
+    ctx: &TransportContext,
+    component: &str,
+    level: StatusLevel,
+    kind: &str,
+    message: String,
+    details: Map<String, Value>,
+) {
+    let status = StatusEvent {
+        component: component.to_owned(),
+        status: level,
+        kind: kind.to_owned(),
+        message,
+        details,
+    };
+    ctx.status(status).await;
+}
+
+/// A connection that may have died.
+pub trait Liveness {
+    /// Whether it has died (a send on it would fail).
+    fn is_dead(&self) -> bool;
+}
+
+/// The connection of a transport that dials out, while there is one: its reconnection loop
+/// [`set`](LinkSlot::set)s and [`clear`](LinkSlot::clear)s it, and a send waits for a live
+/// one with [`wait_live`](LinkSlot::wait_live).
+pub struct LinkSlot<L> {
+    link: RefCell<Option<Rc<L>>>,
+    /// Woken when a connection is set.
+    connected: Notify,
+}
+
+impl<L> Default for LinkSlot<L> {
+    fn default() -> Self {
+        LinkSlot {
+            link: RefCell::new(None),
+            connected: Notify::new(),
+        }
+    }
+}
+
+impl<L: Liveness> LinkSlot<L> {
+    /// A new connection is up: wakes the sends that wait for one.
+    pub fn set(&self, link: Rc<L>) {
+        *self.link.borrow_mut() = Some(link);
+        self.connected.notify_waiters();
+    }
+
+    /// The connection is gone.
+    pub fn clear(&self) {
+        self.link.borrow_mut().take();
+    }
+
+    /// The current connection, dead or alive.
+    pub fn current(&self) -> Option<Rc<L>> {
+        self.link.borrow().clone()
+    }
+
+    /// The live connection, waiting up to `wait` for one.
+    pub async fn wait_live(&self, wait: Duration) -> Option<Rc<L>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let connected = self.connected.notified();
+            tokio::pin!(connected);
+            connected.as_mut().enable();
+            let link = self.current().filter(|link| !link.is_dead());
+            if link.is_some() {
+                return link;
+            }
+            if tokio::time::timeout_at(deadline, connected).await.is_err() {
+                return None;
+            }
+        }
+    }
 }
 
 /// The field of serde's "missing field `name`" error.

@@ -1,6 +1,7 @@
-//! TLS to a provider's server (an SMSC, an IRC server): rustls through tokio-rustls (the TLS
-//! stack reqwest already brings), trusting the system's CA certificates plus those of the
-//! channel's CA file. Shared by every channel type that dials out over TLS.
+//! TLS to a provider's server (an SMSC, an IRC server, an XMPP server after STARTTLS): rustls
+//! through tokio-rustls (the TLS stack reqwest already brings), trusting the system's CA
+//! certificates plus those of the channel's CA file. Shared by every channel type that dials
+//! out over TLS.
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -25,8 +26,12 @@ pub fn rustls_pki_name(name: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(name.to_owned()).ok()
 }
 
-/// Speaks TLS over `tcp`, verifying the server's certificate. The error says why not.
-pub async fn connect(tcp: TcpStream, tls: &TlsSettings) -> Result<TlsStream<TcpStream>, String> {
+/// Speaks TLS over `io` (a TCP stream, or one that said STARTTLS), verifying the server's
+/// certificate. The error says why not.
+pub async fn connect<S>(io: S, tls: &TlsSettings) -> Result<TlsStream<S>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut roots = RootCertStore::empty();
     // Unreadable system certificates are skipped: a private CA file may be all we need.
     let (system, _) =
@@ -51,7 +56,7 @@ pub async fn connect(tcp: TcpStream, tls: &TlsSettings) -> Result<TlsStream<TcpS
     let name = rustls_pki_name(&tls.server_name)
         .ok_or_else(|| format!("{:?} is not a server name", tls.server_name))?;
     TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+        .connect(name, io)
         .await
         .map_err(|e| format!("TLS handshake failed: {e}"))
 }

@@ -4,34 +4,15 @@
 //! vumi's `IrcTransport` configs keep working: `network` (the server's host), `port`
 //! (default 6667), `nickname`, `channels`, the newer `twisted_endpoint`
 //! (`tcp:host=H:port=P`) and `transport_type`. Other keys are ignored.
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::codec::is_safe;
 use crate::transport::ConfigError;
-use crate::transports::parse_client_endpoint;
 use crate::transports::tls::{rustls_pki_name, TlsSettings};
-
-/// The server password: its `Debug` never shows it, so it cannot leak through a log of the
-/// settings.
-#[derive(Deserialize, Clone, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Password(String);
-
-impl Password {
-    /// The password itself, for the PASS line (and nothing else).
-    pub fn reveal(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(********)")
-    }
-}
+pub use crate::transports::Password;
+use crate::transports::{parse_client_endpoint, seconds};
 
 /// An `irc` channel's `config` object.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
@@ -123,19 +104,6 @@ impl IrcSettings {
     /// `host:port`, as vumi reported the server in `helper_metadata.irc.irc_server`.
     pub fn server(&self) -> String {
         format!("{}:{}", self.host, self.port)
-    }
-}
-
-/// Seconds from the config, or `default`; refused unless positive.
-fn seconds(key: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
-    let value = value.unwrap_or(default);
-    if value.is_finite() && value > 0.0 && value < 1e9 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(ConfigError::new(
-            key,
-            "must be a number of seconds greater than 0",
-        ))
     }
 }
 

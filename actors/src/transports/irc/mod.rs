@@ -42,15 +42,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
-use tokio::sync::Notify;
 
-use crate::message::{Message, StatusEvent, StatusLevel};
+use crate::message::{Message, StatusLevel};
 use crate::supervisor::Backoff;
 use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
     TransportError,
 };
-use crate::transports::parse_config;
+use crate::transports::{parse_config, report_status, LinkSlot};
 
 pub mod codec;
 pub mod config;
@@ -107,9 +106,7 @@ struct Shared {
     settings: Rc<IrcSettings>,
     ctx: TransportContext,
     /// The registered connection, while there is one.
-    link: RefCell<Option<Rc<Link>>>,
-    /// Woken when a connection is registered.
-    connected: Notify,
+    link: LinkSlot<Link>,
     /// Set by `stop`: a connection that dies then is not reopened.
     stopping: Cell<bool>,
 }
@@ -122,34 +119,10 @@ async fn status(
     message: String,
     details: Map<String, Value>,
 ) {
-    let status = StatusEvent {
-        component: "irc".to_owned(),
-        status: level,
-        kind: kind.to_owned(),
-        message,
-        details,
-    };
-    ctx.status(status).await;
+    report_status(ctx, "irc", level, kind, message, details).await;
 }
 
 impl Shared {
-    /// The live connection, waiting up to `wait` for one.
-    async fn live_link(&self, wait: Duration) -> Option<Rc<Link>> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let connected = self.connected.notified();
-            tokio::pin!(connected);
-            connected.as_mut().enable();
-            let link = self.link.borrow().clone().filter(|link| !link.is_dead());
-            if link.is_some() {
-                return link;
-            }
-            if tokio::time::timeout_at(deadline, connected).await.is_err() {
-                return None;
-            }
-        }
-    }
-
     /// Keeps a connection up: opens it, runs it until it dies, reopens it after a backoff
     /// (doubling from `reconnect_initial` to `reconnect_max`, up to half taken off at random
     /// so that many channels do not reconnect in step). Returns only when stopping.
@@ -162,14 +135,13 @@ impl Shared {
             match session::open(self.settings.clone(), self.ctx.clone()).await {
                 Ok((link, reader)) => {
                     failures = 0;
-                    *self.link.borrow_mut() = Some(link.clone());
-                    self.connected.notify_waiters();
+                    self.link.set(link.clone());
                     let nick = link.nick();
                     let message = format!("Connected to {server} as {nick}");
                     let details = Map::from_iter([("nick".to_owned(), json!(nick))]);
                     status(&self.ctx, StatusLevel::Ok, "connected", message, details).await;
                     let reason = session::run(link.clone(), reader).await;
-                    self.link.borrow_mut().take();
+                    self.link.clear();
                     if self.stopping.get() {
                         break;
                     }
@@ -209,7 +181,7 @@ impl IrcTransport {
             .running
             .borrow()
             .as_ref()
-            .and_then(|running| running.shared.link.borrow().clone());
+            .and_then(|running| running.shared.link.current());
         match link {
             Some(link) => link.mask_len(),
             None => session::guess_mask_len(&self.settings, &self.settings.nickname),
@@ -228,8 +200,7 @@ impl Transport for IrcTransport {
         let shared = Rc::new(Shared {
             settings: self.settings.clone(),
             ctx: ctx.clone(),
-            link: RefCell::new(None),
-            connected: Notify::new(),
+            link: LinkSlot::default(),
             stopping: Cell::new(false),
         });
         let task = ctx.spawn("irc connection", shared.clone().keep_connected());
@@ -249,7 +220,8 @@ impl Transport for IrcTransport {
             });
         };
         let link = shared
-            .live_link(WAIT_FOR_CONNECTION)
+            .link
+            .wait_live(WAIT_FOR_CONNECTION)
             .await
             .ok_or_else(|| SendError::Retry {
                 reason: "not connected to the IRC server".into(),
@@ -280,7 +252,7 @@ impl Transport for IrcTransport {
             return;
         };
         running.shared.stopping.set(true);
-        let link = running.shared.link.borrow().clone();
+        let link = running.shared.link.current();
         if let Some(link) = link {
             link.quit("Junebug channel stopped").await;
         }

@@ -28,6 +28,7 @@ use crate::message::StatusLevel;
 use crate::ports::{Direction, LogRecord};
 use crate::transport::TransportContext;
 use crate::transports::tls::{dial, Connection};
+use crate::transports::Liveness;
 
 /// How many other nicks registration tries when ours is taken (each adds a `^`, as vumi's
 /// bot did) before giving up until the next attempt.
@@ -103,11 +104,6 @@ impl Link {
         }
     }
 
-    /// Whether the link has died.
-    pub fn is_dead(&self) -> bool {
-        self.death.borrow().is_some()
-    }
-
     /// Declares the link dead: the reader stops, later writes fail.
     pub fn kill(&self, reason: String) {
         if self.death.borrow().is_some() {
@@ -172,6 +168,13 @@ impl Link {
             record = record.about(id);
         }
         self.ctx.log(record);
+    }
+}
+
+impl Liveness for Link {
+    /// Whether the link has died.
+    fn is_dead(&self) -> bool {
+        self.death.borrow().is_some()
     }
 }
 

@@ -16,7 +16,7 @@ use super::parts::Concatenation;
 use super::receipt::IdFormat;
 use crate::transport::ConfigError;
 pub use crate::transports::tls::TlsSettings;
-use crate::transports::{parse_client_endpoint, tls::rustls_pki_name};
+use crate::transports::{parse_client_endpoint, seconds, tls::rustls_pki_name};
 
 /// How the ESME binds.
 #[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -243,19 +243,6 @@ pub struct SmppSettings {
     pub transport_type: String,
     /// USSD mapping.
     pub ussd: UssdConfig,
-}
-
-/// Seconds from the config, or `default`; refused unless positive.
-fn seconds(key: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
-    let value = value.unwrap_or(default);
-    if value.is_finite() && value > 0.0 {
-        Ok(Duration::from_secs_f64(value))
-    } else {
-        Err(ConfigError::new(
-            key,
-            "must be a number of seconds greater than 0",
-        ))
-    }
 }
 
 /// `text` fits an SMPP C-octet string of `max` characters.

@@ -1,0 +1,251 @@
+//! The `xmpp` channel type: an XMPP client account that chats one-to-one and in MUC rooms,
+//! with vumi's `XMPPTransport` semantics for chats (see [`mapping`]) and delivery receipts
+//! (XEP-0184).
+//!
+//! Pieces:
+//!
+//! - [`config`]: [`XmppConfig`] (the JSON `config`, vumi's keys accepted) and [`XmppSettings`];
+//! - [`mapping`]: `<message/>` stanzas ↔ our [`Message`]s, pure and table-tested;
+//! - [`session`]: one connection: connect, STARTTLS, SASL, bind, roster, presence, rooms,
+//!   keepalive pings, and reading and writing stanzas (every one logged);
+//! - this module: the channel type, the transport, and keeping a connection up
+//!   (reconnection with backoff and jitter, status events).
+//!
+//! # Why tokio-xmpp's XML stream but not its `Client`
+//!
+//! tokio-xmpp's `Client` does STARTTLS, SASL and binding out of our sight, reconnects by
+//! itself, and brings a DNS resolver and a TLS setup of its own. Every element in and out
+//! must reach the channel log (the SASL exchange masked), a wrong password must become a
+//! status rather than endless retries, and reconnection must follow the channel's backoff.
+//! So the transport uses tokio-xmpp's RFC 6120 XML stream (parsing, stream resets, read
+//! timeouts), xmpp-parsers' stanzas and the `sasl` crate's mechanisms, and takes each
+//! negotiation step itself, with TLS from the shared [`crate::transports::tls`].
+//!
+//! # Status events
+//!
+//! Component `xmpp`: `ok`/`connected` (details: `jid`, the bound full JID) once logged in;
+//! `down`/`connection_lost` when the connection dies or cannot be opened;
+//! `down`/`auth_failed` (details: `condition`) when the server refuses the credentials;
+//! `down`/`tls_unavailable` when the server offers no STARTTLS and `allow_plaintext` is off;
+//! `degraded`/`join_failed` (details: `room`, `condition`) when a room cannot be joined.
+//!
+//! # Sending and receipts
+//!
+//! A send waits up to a few seconds for a connection, then asks to be tried again later
+//! ([`SendError::Retry`]); so does a send that could not be written. A message is
+//! `submitted` once its stanza is written, under the provider id = its stanza id = our
+//! message id. One-to-one messages ask for a receipt (XEP-0184, unless `request_receipts`
+//! is off): the peer's `<received/>` becomes `delivery_succeeded`, an error bounce
+//! `delivery_failed`, through the same delivery-report port as SMPP receipts. Inbound chats
+//! that ask for a receipt get one once they are recorded.
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+
+use crate::message::{Message, StatusLevel};
+use crate::supervisor::Backoff;
+use crate::transport::{
+    ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
+    TransportError,
+};
+use crate::transports::{parse_config, report_status, LinkSlot, Liveness};
+
+pub mod config;
+pub mod mapping;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{XmppConfig, XmppSettings};
+use session::{Link, OpenError};
+
+/// How long a send waits for a connection before the message is put back for later.
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(5);
+
+/// When a send that could not go out is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The `xmpp` channel type.
+pub struct XmppType;
+
+impl ChannelType for XmppType {
+    fn name(&self) -> &'static str {
+        "xmpp"
+    }
+
+    fn description(&self) -> &'static str {
+        "An XMPP (Jabber) account: one-to-one chats, MUC rooms, delivery receipts"
+    }
+
+    fn build(&self, _channel_id: &str, config: &Value) -> Result<Rc<dyn Transport>, ConfigError> {
+        let settings = parse_config::<XmppConfig>(config)?.validate()?;
+        Ok(Rc::new(XmppTransport::new(settings)))
+    }
+}
+
+/// An XMPP channel's transport; see the module docs.
+pub struct XmppTransport {
+    settings: Rc<XmppSettings>,
+    running: RefCell<Option<Running>>,
+}
+
+impl XmppTransport {
+    /// A transport for `settings`, not started.
+    pub fn new(settings: XmppSettings) -> Self {
+        XmppTransport {
+            settings: Rc::new(settings),
+            running: RefCell::new(None),
+        }
+    }
+}
+
+/// A started transport: the shared state and the task that keeps the connection up.
+struct Running {
+    shared: Rc<Shared>,
+    _task: TaskHandle,
+}
+
+/// What the connection task and sends share.
+struct Shared {
+    settings: Rc<XmppSettings>,
+    ctx: TransportContext,
+    /// The logged-in connection, while there is one.
+    link: LinkSlot<Link>,
+    /// Set by `stop`: a connection that dies then is not reopened.
+    stopping: Cell<bool>,
+}
+
+impl Liveness for Link {
+    fn is_dead(&self) -> bool {
+        Link::is_dead(self)
+    }
+}
+
+/// Publishes a status of component `xmpp`.
+async fn status(
+    ctx: &TransportContext,
+    level: StatusLevel,
+    kind: &str,
+    message: String,
+    details: Map<String, Value>,
+) {
+    report_status(ctx, "xmpp", level, kind, message, details).await;
+}
+
+impl Shared {
+    /// Keeps a connection up: opens it, runs it until it dies, reopens it after a backoff
+    /// (doubling from `reconnect_initial` to `reconnect_max`, up to half taken off at random
+    /// so that many channels do not reconnect in step). Returns only when stopping.
+    async fn keep_connected(self: Rc<Self>) -> Result<(), TransportError> {
+        let (initial, max) = self.settings.reconnect;
+        let backoff = Backoff { initial, max };
+        let server = self.settings.server();
+        let mut failures = 0u32;
+        while !self.stopping.get() {
+            let down = StatusLevel::Down;
+            match session::open(self.settings.clone(), self.ctx.clone()).await {
+                Ok((link, session)) => {
+                    failures = 0;
+                    self.link.set(link.clone());
+                    let jid = link.bound().to_string();
+                    let message = format!("Connected to {server} as {jid}");
+                    let details = Map::from_iter([("jid".to_owned(), json!(jid))]);
+                    status(&self.ctx, StatusLevel::Ok, "connected", message, details).await;
+                    let reason = session::run(session, self.ctx.clone()).await;
+                    self.link.clear();
+                    if self.stopping.get() {
+                        break;
+                    }
+                    let message = format!("Lost the XMPP connection: {reason}");
+                    status(&self.ctx, down, "connection_lost", message, Map::new()).await;
+                }
+                Err(e) => {
+                    let (kind, details) = match &e {
+                        OpenError::Auth { condition, .. } => (
+                            "auth_failed",
+                            Map::from_iter([("condition".to_owned(), json!(condition))]),
+                        ),
+                        OpenError::NoTls => ("tls_unavailable", Map::new()),
+                        OpenError::Connect(_) | OpenError::Bind(_) => {
+                            ("connection_lost", Map::new())
+                        }
+                    };
+                    status(&self.ctx, down, kind, e.to_string(), details).await;
+                }
+            }
+            failures += 1;
+            tokio::time::sleep(backoff.delay(failures)).await;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl Transport for XmppTransport {
+    async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
+        if self.running.borrow().is_some() {
+            return Err(TransportError(
+                "the XMPP transport is already running".into(),
+            ));
+        }
+        let shared = Rc::new(Shared {
+            settings: self.settings.clone(),
+            ctx: ctx.clone(),
+            link: LinkSlot::default(),
+            stopping: Cell::new(false),
+        });
+        let task = ctx.spawn("xmpp connection", shared.clone().keep_connected());
+        *self.running.borrow_mut() = Some(Running {
+            shared,
+            _task: task,
+        });
+        Ok(())
+    }
+
+    async fn send(&self, message: Message) -> Result<Sent, SendError> {
+        let cx = mapping::OutboundContext {
+            rooms: &self.settings.rooms,
+            request_receipts: self.settings.request_receipts,
+        };
+        let outbound = mapping::outbound(&message, &cx).map_err(SendError::Rejected)?;
+        let shared = self.running.borrow().as_ref().map(|r| r.shared.clone());
+        let Some(shared) = shared else {
+            return Err(SendError::Retry {
+                reason: "the XMPP transport is not running".into(),
+                after: RETRY_AFTER,
+            });
+        };
+        let link = shared
+            .link
+            .wait_live(WAIT_FOR_CONNECTION)
+            .await
+            .ok_or_else(|| SendError::Retry {
+                reason: "not connected to the XMPP server".into(),
+                after: RETRY_AFTER,
+            })?;
+        link.send(outbound.stanza, &message.message_id)
+            .await
+            .map_err(|reason| SendError::Retry {
+                reason,
+                after: RETRY_AFTER,
+            })?;
+        // The stanza id is the message id: receipts and bounces name it.
+        Ok(Sent::with_id(message.message_id))
+    }
+
+    /// Logs out (unavailable presence, end of stream, within the response timeout).
+    async fn stop(&self) {
+        let Some(running) = self.running.borrow_mut().take() else {
+            return;
+        };
+        running.shared.stopping.set(true);
+        if let Some(link) = running.shared.link.current() {
+            link.close(self.settings.response_timeout).await;
+        }
+        drop(running);
+    }
+}

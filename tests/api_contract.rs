@@ -301,6 +301,20 @@ async fn routing_errors_and_trailing_slashes(backend) {
         let (status, _) = api.get(&path).await;
         assert_eq!(status, 200, "{path}");
     }
+
+    // Webhooks: an unknown channel is a 404 in the envelope; a channel whose type takes no
+    // webhooks answers 404 itself, whatever the method and path.
+    let (status, env) = api.post("/channels/nope/inbound/sms", json!({})).await;
+    assert_eq!((status, &env["description"]), (404, &json!("channel not found")));
+    assert_eq!(first_error(&env)["type"], "ChannelNotFound");
+    let client = reqwest::Client::new();
+    for (method, path) in [("POST", "inbound/sms"), ("GET", "inbound"), ("PUT", "inbound/a/b?c=d")] {
+        let url = format!("{}/channels/{id}/{path}", daemon.url);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let answer = client.request(method, &url).send().await.unwrap();
+        assert_eq!(answer.status(), 404, "{url}");
+        assert!(answer.text().await.unwrap().contains("serves no webhook"), "{url}");
+    }
 }
 }
 

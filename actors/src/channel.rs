@@ -27,6 +27,7 @@ use crate::ports::{ChannelHost, Delivery, Direction, LogRecord, SendDelay};
 use crate::transport::{
     panic_text, ChannelType, SendError, Sent, Transport, TransportContext, TransportFailed,
 };
+use crate::webhook::{WebhookRequest, WebhookResponse};
 
 /// Everything the actor system needs to run one channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -503,6 +504,25 @@ impl Handler<Stop> for ChannelActor {
         }
         // `shut_down` queued the transport stop with `ctx.wait`; this answer comes after it.
         Box::pin(async {}.into_actor(self))
+    }
+}
+
+/// A provider's request to the channel's webhook; see [`Transport::webhook`].
+#[derive(Message)]
+#[rtype(result = "WebhookResponse")]
+pub struct Webhook(pub WebhookRequest);
+
+impl Handler<Webhook> for ChannelActor {
+    type Result = ResponseFuture<WebhookResponse>;
+
+    fn handle(&mut self, Webhook(request): Webhook, _: &mut Context<Self>) -> Self::Result {
+        match self.transport.clone() {
+            Some(transport) => Box::pin(async move { transport.webhook(request).await }),
+            // Starting or restarting: the provider will try again (they all retry on 5xx).
+            None => Box::pin(async {
+                WebhookResponse::text(503, "the channel is starting; try again shortly")
+            }),
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub mod ports;
 pub mod supervisor;
 pub mod transport;
 pub mod transports;
+pub mod webhook;
 
 pub use channel::ChannelActor;
 pub use supervisor::ChannelSupervisor;

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::channel::{
-    ChannelActor, ChannelExited, ChannelLoad, ChannelSpec, GetLoad, SetRateLimit, Stop,
+    ChannelActor, ChannelExited, ChannelLoad, ChannelSpec, GetLoad, SetRateLimit, Stop, Webhook,
     STOP_TIMEOUT,
 };
 use crate::ports::{ChannelHost, LogRecord};
 use crate::transport::TransportRegistry;
+use crate::webhook::{WebhookRequest, WebhookResponse};
 
 /// Restart delays: `initial`, doubling per consecutive failure, at most `max`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -351,6 +352,24 @@ impl Handler<GetChannelLoad> for ChannelSupervisor {
     ) -> Self::Result {
         let actor = self.channels.get(&id).and_then(|slot| slot.actor.clone());
         Box::pin(async move { actor?.send(GetLoad).await.ok() })
+    }
+}
+
+/// Hands a provider's webhook request to channel `.0`; `None` if no such channel runs here.
+#[derive(Message)]
+#[rtype(result = "Option<WebhookResponse>")]
+pub struct ChannelWebhook(pub Arc<str>, pub WebhookRequest);
+
+impl Handler<ChannelWebhook> for ChannelSupervisor {
+    type Result = ResponseFuture<Option<WebhookResponse>>;
+
+    fn handle(
+        &mut self,
+        ChannelWebhook(id, request): ChannelWebhook,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let actor = self.channels.get(&id).and_then(|slot| slot.actor.clone());
+        Box::pin(async move { actor?.send(Webhook(request)).await.ok() })
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::message::{DeliveryReport, Event, Message, StatusEvent};
 use crate::ports::{ChannelHost, InboundPart, LogRecord, PartialMessage, PortError, ReportOutcome};
+use crate::webhook::{WebhookRequest, WebhookResponse};
 
 /// A channel type's connection to its provider.
 #[async_trait(?Send)]
@@ -31,6 +32,14 @@ pub trait Transport {
     /// in (an SMS longer than one part costs one token per part). One by default.
     fn cost(&self, _message: &Message) -> u32 {
         1
+    }
+
+    /// Answers a provider's request to this channel's webhook (`/channels/{id}/inbound/…`):
+    /// an inbound message, a delivery report, a USSD step. A channel type that takes none
+    /// answers 404. Bad payloads get the answer the provider expects for errors (and a line
+    /// in the channel log), never a panic.
+    async fn webhook(&self, request: WebhookRequest) -> WebhookResponse {
+        WebhookResponse::not_found(&request)
     }
 
     /// Disconnects. After it returns, the transport holds no socket and no task.

@@ -26,6 +26,7 @@ pub mod messages;
 pub mod observe;
 pub mod queue;
 pub mod validation;
+pub mod webhooks;
 
 use errors::ApiError;
 
@@ -76,6 +77,13 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
+/// Providers' webhooks, any method: `/channels/{id}/inbound` and everything under it.
+pub fn webhook_routes() -> actix_web::Scope {
+    web::scope("/channels/{channel_id}/inbound")
+        .route("", web::to(webhooks::webhook))
+        .route("/{tail:.*}", web::to(webhooks::webhook))
+}
+
 /// Registers every route on an actix-web app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let resource =
@@ -107,6 +115,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(queue::cancel)),
     )
     .service(resource("/channels/{channel_id}/logs").route(web::get().to(channels::logs)))
+    .service(webhook_routes())
     .service(resource("/channels/{channel_id}/messages").route(web::post().to(messages::send)))
     .service(
         resource("/channels/{channel_id}/messages/{message_id}")

@@ -30,8 +30,10 @@ pub async fn webhook(
 ) -> Result<HttpResponse, ApiError> {
     let WebhookPath { channel_id, tail } = path.into_inner();
     find_channel(&state, &channel_id).await?;
-    let info = request.connection_info();
-    let url = format!("{}://{}{}", info.scheme(), info.host(), request.uri());
+    let url = {
+        let info = request.connection_info();
+        format!("{}://{}{}", info.scheme(), info.host(), request.uri())
+    };
     let webhook = WebhookRequest {
         method: request.method().to_string(),
         path: tail,

@@ -98,6 +98,8 @@ pub struct Config {
     pub amqp: AmqpConfig,
     /// What `GET /health` checks (table `[health]`).
     pub health: HealthConfig,
+    /// A separate listener for providers' webhooks (table `[webhooks]`).
+    pub webhooks: WebhooksConfig,
     /// How callbacks are retried (table `[callbacks]`).
     pub callbacks: CallbacksConfig,
     /// This process's name among the Junebug processes sharing Redis: it owns the callbacks
@@ -159,6 +161,21 @@ impl Default for CallbacksConfig {
             max_per_channel: default_max_per_channel(),
         }
     }
+}
+
+/// A listener of its own for providers' webhooks (table `[webhooks]`, variables
+/// `JUNEBUG_WEBHOOKS__*`), so the management API can stay on a private interface while
+/// webhooks face the internet. It serves `/channels/{id}/inbound/…` only. The API's own
+/// listener serves webhooks too, whether or not this one is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Address of the webhook listener (`JUNEBUG_WEBHOOKS__INTERFACE`). Default: the API's
+    /// `interface`.
+    pub interface: Option<String>,
+    /// Its TCP port (`JUNEBUG_WEBHOOKS__PORT`); 0 picks a free port. Unset (the default): no
+    /// separate listener.
+    pub port: Option<u16>,
 }
 
 /// Health checks (table `[health]`, variables `JUNEBUG_HEALTH__*`).
@@ -384,6 +401,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             amqp: AmqpConfig::default(),
             health: HealthConfig::default(),
+            webhooks: WebhooksConfig::default(),
             callbacks: CallbacksConfig::default(),
             node_id: String::new(),
         }

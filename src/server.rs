@@ -116,7 +116,10 @@ async fn open_backends(config: &Config, logger: &slog::Logger) -> Result<Backend
 pub struct Running {
     /// Where the API listens.
     pub addrs: Vec<SocketAddr>,
+    /// Where the separate webhook listener listens (empty without one).
+    pub webhook_addrs: Vec<SocketAddr>,
     server: actix_web::dev::Server,
+    webhooks: Option<actix_web::dev::Server>,
     supervisor: Addr<ChannelSupervisor>,
     logger: slog::Logger,
 }
@@ -124,7 +127,11 @@ pub struct Running {
 impl Running {
     /// Serves until the server is stopped (SIGINT/SIGTERM), then stops every channel.
     pub async fn serve(self) -> std::io::Result<()> {
-        let served = self.server.await;
+        // Both listeners stop on the same signal; the API's answer is what counts.
+        let served = match self.webhooks {
+            Some(webhooks) => futures_util::future::join(self.server, webhooks).await.0,
+            None => self.server.await,
+        };
         slog::info!(self.logger, "Stopping channels");
         let _ = self.supervisor.send(StopAll).await;
         served
@@ -230,6 +237,7 @@ pub async fn start(
             stuck_after: Duration::from_secs_f64(config.health.stuck_after),
         },
     });
+    let webhook_state = state.clone();
     let bind_addr = (config.interface.clone(), config.port);
     let server = HttpServer::new(move || {
         App::new()
@@ -245,15 +253,53 @@ pub async fn start(
     })?;
     let addrs = server.addrs();
     let server = server.run();
+    let (webhook_addrs, webhooks) = match config.webhooks.port {
+        Some(port) => {
+            let interface = config
+                .webhooks
+                .interface
+                .as_ref()
+                .unwrap_or(&config.interface);
+            let (addrs, listener) = webhook_listener(webhook_state, (interface.clone(), port))?;
+            for addr in &addrs {
+                slog::info!(logger, "Listening for webhooks"; "url" => format!("http://{addr}"));
+            }
+            (addrs, Some(listener))
+        }
+        None => (Vec::new(), None),
+    };
+    // Last: tests and scripts take this line to mean "ready".
     for addr in &addrs {
         slog::info!(logger, "Listening"; "url" => format!("http://{addr}"));
     }
     Ok(Running {
         addrs,
+        webhook_addrs,
+        webhooks,
         server,
         supervisor,
         logger,
     })
+}
+
+/// Starts the listener that serves providers' webhooks only (`[webhooks]`); where it
+/// listens, and the server.
+fn webhook_listener(
+    state: api::State,
+    addr: (String, u16),
+) -> Result<(Vec<SocketAddr>, actix_web::dev::Server), StartError> {
+    let listener = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(api::normalize_path())
+            .service(api::webhook_routes())
+    })
+    .bind(&addr)
+    .map_err(|source| StartError::Bind {
+        addr: format!("{}:{}", addr.0, addr.1),
+        source,
+    })?;
+    Ok((listener.addrs(), listener.run()))
 }
 
 async fn sweep(store: Arc<EmbeddedStore>, logger: slog::Logger) {

@@ -318,6 +318,38 @@ async fn routing_errors_and_trailing_slashes(backend) {
 }
 }
 
+/// With `[webhooks] port` set, a second listener serves webhooks, and only webhooks.
+#[actix_rt::test]
+async fn a_separate_listener_serves_webhooks_only() {
+    let deployment = Deployment::new(common::Backend::Embedded);
+    let port = common::free_port().to_string();
+    let daemon = deployment.start_with(&[("JUNEBUG_WEBHOOKS__PORT", &port)]);
+    let api = Api::new(&daemon.url);
+    let id = api.create_channel(telnet_channel(json!({}))).await;
+    let webhooks = Api::new(&format!("http://127.0.0.1:{port}"));
+
+    let (status, env) = webhooks.post("/channels/nope/inbound/sms", json!({})).await;
+    assert_eq!(
+        (status, &env["description"]),
+        (404, &json!("channel not found"))
+    );
+    let url = format!("{}/channels/{id}/inbound/sms", webhooks.base);
+    let answer = reqwest::Client::new().post(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 404);
+    assert!(answer.text().await.unwrap().contains("serves no webhook"));
+    for path in [
+        "/channels".to_owned(),
+        format!("/channels/{id}"),
+        "/health".into(),
+        "/metrics".into(),
+    ] {
+        let answer = reqwest::get(format!("{}{path}", webhooks.base))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{path} is not served to the internet");
+    }
+}
+
 both_backends! {
 /// Oversized bodies get 413 in the envelope; malformed input of every kind never a 500.
 async fn hostile_input_never_causes_a_server_error(backend) {

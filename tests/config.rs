@@ -164,6 +164,8 @@ fn every_option_is_overridable_by_a_junebug_variable() {
         ),
         ("JUNEBUG_AMQP__QUEUE_PREFIX", "jb.", json!("jb.")),
         ("JUNEBUG_HEALTH__STUCK_AFTER", "5", json!(5.0)),
+        ("JUNEBUG_WEBHOOKS__PORT", "8081", json!(8081)),
+        ("JUNEBUG_WEBHOOKS__INTERFACE", "0.0.0.0", json!("0.0.0.0")),
         ("JUNEBUG_CALLBACKS__MAX_ATTEMPTS", "3", json!(3)),
         ("JUNEBUG_CALLBACKS__MAX_AGE", "60", json!(60.0)),
         ("JUNEBUG_CALLBACKS__RETRY_INITIAL", "0.5", json!(0.5)),

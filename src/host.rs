@@ -110,32 +110,10 @@ impl Host {
         error.into()
     }
 
-    /// The channel's `callback_secret`, if it has one.
-    async fn channel_secret(&self, channel_id: &str) -> Option<String> {
-        match self.store.load_channel(channel_id).await {
-            Ok(props) => text(props.as_ref()?, "callback_secret").map(str::to_owned),
-            Err(e) => {
-                self.backend_failed(channel_id, "look up the channel", &e);
-                None
-            }
-        }
-    }
-
-    /// The channel's `amqp_queue`, when it has one and RabbitMQ is configured.
-    async fn amqp_target(&self, channel_id: &str) -> Option<(&AmqpApps, String)> {
-        let apps = self.apps.as_deref()?;
-        match self.store.load_channel(channel_id).await {
-            Ok(props) => Some((apps, text(props.as_ref()?, "amqp_queue")?.to_owned())),
-            Err(e) => {
-                self.backend_failed(channel_id, "look up the channel", &e);
-                None
-            }
-        }
-    }
-
     /// Records an event and forwards it to its message's `event_url` and the channel's
     /// `amqp_queue`.
     pub async fn record_event(&self, channel_id: &str, event: &Event) {
+        let mut channel = ChannelOnce::new(self, channel_id);
         if let Err(e) = self
             .store
             .add_event(channel_id, event, self.settings.outbound_ttl)
@@ -158,7 +136,7 @@ impl Host {
                 if let Some(url) = record.event_url {
                     let secret = match record.callback_secret {
                         Some(secret) => Some(secret),
-                        None => self.channel_secret(channel_id).await,
+                        None => channel.text("callback_secret").await,
                     };
                     let values = TemplateValues::event(channel_id, event, Some(&record.message));
                     let callback = Callback {
@@ -177,11 +155,47 @@ impl Host {
             Ok(None) => {} // not sent through the API, or older than outbound_message_ttl
             Err(e) => self.backend_failed(channel_id, "look up an outbound message", &e),
         }
-        if let Some((apps, amqp_queue)) = self.amqp_target(channel_id).await {
-            if let Err(e) = apps.publish_event(&amqp_queue, channel_id, event).await {
-                self.backend_failed(channel_id, "publish an event", &e);
+        if let Some(apps) = self.apps.as_deref() {
+            if let Some(amqp_queue) = channel.text("amqp_queue").await {
+                if let Err(e) = apps.publish_event(&amqp_queue, channel_id, event).await {
+                    self.backend_failed(channel_id, "publish an event", &e);
+                }
             }
         }
+    }
+}
+
+/// A channel's properties, loaded from the Store on first use and at most once: an event
+/// may need its `callback_secret` and its `amqp_queue`, or neither.
+struct ChannelOnce<'a> {
+    host: &'a Host,
+    id: &'a str,
+    loaded: Option<Option<ChannelProperties>>,
+}
+
+impl<'a> ChannelOnce<'a> {
+    fn new(host: &'a Host, id: &'a str) -> Self {
+        ChannelOnce {
+            host,
+            id,
+            loaded: None,
+        }
+    }
+
+    /// Text property `key`, if the channel exists and has it (a Store failure is logged).
+    async fn text(&mut self, key: &str) -> Option<String> {
+        if self.loaded.is_none() {
+            let props = match self.host.store.load_channel(self.id).await {
+                Ok(props) => props,
+                Err(e) => {
+                    self.host.backend_failed(self.id, "look up the channel", &e);
+                    None
+                }
+            };
+            self.loaded = Some(props);
+        }
+        let props = self.loaded.as_ref()?.as_ref()?;
+        text(props, key).map(str::to_owned)
     }
 }
 

@@ -30,6 +30,7 @@ use crate::message::{StatusEvent, StatusLevel};
 use crate::transport::{ConfigError, TransportContext};
 
 pub mod irc;
+pub mod reconnect;
 pub mod smpp;
 pub mod telnet;
 pub mod tls;

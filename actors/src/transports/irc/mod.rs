@@ -49,6 +49,7 @@ use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
     TransportError,
 };
+use crate::transports::reconnect::{keep_connected, Dialer, Report, Run};
 use crate::transports::{parse_config, report_status, LinkSlot};
 
 pub mod codec;
@@ -122,55 +123,62 @@ async fn status(
     report_status(ctx, "irc", level, kind, message, details).await;
 }
 
-impl Shared {
-    /// Keeps a connection up: opens it, runs it until it dies, reopens it after a backoff
-    /// (doubling from `reconnect_initial` to `reconnect_max`, up to half taken off at random
-    /// so that many channels do not reconnect in step). Returns only when stopping.
-    async fn keep_connected(self: Rc<Self>) -> Result<(), TransportError> {
-        let (initial, max) = self.settings.reconnect;
-        let backoff = Backoff { initial, max };
-        let server = self.settings.server();
-        let mut failures = 0u32;
-        while !self.stopping.get() {
-            match session::open(self.settings.clone(), self.ctx.clone()).await {
-                Ok((link, reader)) => {
-                    failures = 0;
-                    self.link.set(link.clone());
-                    let nick = link.nick();
-                    let message = format!("Connected to {server} as {nick}");
-                    let details = Map::from_iter([("nick".to_owned(), json!(nick))]);
-                    status(&self.ctx, StatusLevel::Ok, "connected", message, details).await;
-                    let reason = session::run(link.clone(), reader).await;
-                    self.link.clear();
-                    if self.stopping.get() {
-                        break;
-                    }
-                    let message = format!("Lost the IRC connection: {reason}");
-                    let lost = StatusLevel::Down;
-                    status(&self.ctx, lost, "connection_lost", message, Map::new()).await;
-                }
-                Err(OpenError::Refused { reply, text }) => {
-                    let message = format!("The IRC server refused to register us: {reply} {text}");
-                    let details = Map::from_iter([("reply".to_owned(), json!(reply))]);
-                    let down = StatusLevel::Down;
-                    status(&self.ctx, down, "registration_failed", message, details).await;
-                }
-                Err(e) => {
-                    let down = StatusLevel::Down;
-                    status(
-                        &self.ctx,
-                        down,
-                        "connection_lost",
-                        e.to_string(),
-                        Map::new(),
-                    )
-                    .await;
-                }
+#[async_trait(?Send)]
+impl Dialer for Shared {
+    type Link = Rc<Link>;
+
+    async fn open(&self) -> Result<(Rc<Link>, Run), Report> {
+        match session::open(self.settings.clone(), self.ctx.clone()).await {
+            Ok((link, reader)) => {
+                let run = Box::pin(session::run(link.clone(), reader));
+                Ok((link, run))
             }
-            failures += 1;
-            tokio::time::sleep(backoff.delay(failures)).await;
+            Err(OpenError::Refused { reply, text }) => {
+                let message = format!("The IRC server refused to register us: {reply} {text}");
+                let details = Map::from_iter([("reply".to_owned(), json!(reply))]);
+                Err(Report::down("registration_failed", message, details))
+            }
+            Err(e) => Err(Report::down("connection_lost", e.to_string(), Map::new())),
         }
-        Ok(())
+    }
+
+    fn up(&self, link: &Rc<Link>) -> Report {
+        self.link.set(link.clone());
+        let nick = link.nick();
+        let message = format!("Connected to {} as {nick}", self.settings.server());
+        Report::ok(
+            "connected",
+            message,
+            Map::from_iter([("nick".to_owned(), json!(nick))]),
+        )
+    }
+
+    fn down(&self, _: &Rc<Link>) {
+        self.link.clear();
+    }
+
+    async fn report(&self, report: Report) {
+        status(
+            &self.ctx,
+            report.level,
+            report.kind,
+            report.message,
+            report.details,
+        )
+        .await;
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    fn backoff(&self) -> Backoff {
+        let (initial, max) = self.settings.reconnect;
+        Backoff { initial, max }
+    }
+
+    fn protocol(&self) -> &'static str {
+        "IRC"
     }
 }
 
@@ -203,7 +211,11 @@ impl Transport for IrcTransport {
             link: LinkSlot::default(),
             stopping: Cell::new(false),
         });
-        let task = ctx.spawn("irc connection", shared.clone().keep_connected());
+        let dialer = shared.clone();
+        let task = ctx.spawn("irc connection", async move {
+            keep_connected(&*dialer).await;
+            Ok(())
+        });
         *self.running.borrow_mut() = Some(Running {
             shared,
             _task: task,

@@ -25,13 +25,14 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
 
-use crate::message::{Message, StatusEvent, StatusLevel};
+use crate::message::{Message, StatusLevel};
 use crate::supervisor::Backoff;
 use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
     TransportError,
 };
-use crate::transports::parse_config;
+use crate::transports::reconnect::{keep_connected, Dialer, Report, Run};
+use crate::transports::{parse_config, report_status};
 
 pub mod coding;
 pub mod config;
@@ -116,14 +117,15 @@ impl Shared {
         message: String,
         details: Map<String, Value>,
     ) {
-        let status = StatusEvent {
-            component: self.component(kind),
-            status: level,
-            kind: what.to_owned(),
+        report_status(
+            &self.ctx,
+            &self.component(kind),
+            level,
+            what,
             message,
             details,
-        };
-        self.ctx.status(status).await;
+        )
+        .await;
     }
 
     /// A bound session that carries submit_sm, waiting up to `wait` for one.
@@ -148,62 +150,6 @@ impl Shared {
         }
     }
 
-    /// Keeps a session of `kind` bound: opens it, runs it until it dies, reopens it after a
-    /// backoff (doubling from `reconnect_initial` to `reconnect_max`, up to half taken off at
-    /// random so that many channels do not reconnect in step). Returns only when stopping.
-    async fn keep_bound(self: Rc<Self>, kind: BindKind) -> Result<(), TransportError> {
-        let (initial, max) = self.settings.reconnect;
-        let backoff = Backoff { initial, max };
-        let mut failures = 0u32;
-        while !self.stopping.get() {
-            let handler: Rc<dyn session::DeliverHandler> = self.clone();
-            match session::open(&self.settings, kind, self.ctx.clone(), handler).await {
-                Ok((link, run)) => {
-                    failures = 0;
-                    self.links.borrow_mut().push(link.clone());
-                    self.bound.notify_waiters();
-                    let message = format!("Bound to the SMSC as {}", kind.name());
-                    self.status(kind, StatusLevel::Ok, "bound", message, Map::new())
-                        .await;
-                    let reason = run.await;
-                    self.links.borrow_mut().retain(|l| !Rc::ptr_eq(l, &link));
-                    if self.stopping.get() {
-                        break;
-                    }
-                    let message = format!("Lost the SMPP connection: {reason}");
-                    self.status(
-                        kind,
-                        StatusLevel::Down,
-                        "connection_lost",
-                        message,
-                        Map::new(),
-                    )
-                    .await;
-                }
-                Err(OpenError::Refused(command_status)) => {
-                    let details =
-                        Map::from_iter([("command_status".to_owned(), json!(command_status))]);
-                    let message = format!("The SMSC refused the bind ({command_status:#010x})");
-                    self.status(kind, StatusLevel::Down, "bind_failed", message, details)
-                        .await;
-                }
-                Err(e) => {
-                    self.status(
-                        kind,
-                        StatusLevel::Down,
-                        "connection_lost",
-                        e.to_string(),
-                        Map::new(),
-                    )
-                    .await;
-                }
-            }
-            failures += 1;
-            tokio::time::sleep(backoff.delay(failures)).await;
-        }
-        Ok(())
-    }
-
     /// Delivers the parts of inbound long messages that waited too long for the rest,
     /// including those kept before a restart.
     async fn expire_parts(self: Rc<Self>) -> Result<(), TransportError> {
@@ -217,6 +163,71 @@ impl Shared {
             }
             tokio::time::sleep(max_age / 2).await;
         }
+    }
+}
+
+/// One bind (session) of a channel, kept up by [`keep_connected`].
+struct Bind {
+    shared: Rc<Shared>,
+    kind: BindKind,
+}
+
+#[async_trait(?Send)]
+impl Dialer for Bind {
+    type Link = Rc<Link>;
+
+    async fn open(&self) -> Result<(Rc<Link>, Run), Report> {
+        let shared = &self.shared;
+        let handler: Rc<dyn session::DeliverHandler> = shared.clone();
+        match session::open(&shared.settings, self.kind, shared.ctx.clone(), handler).await {
+            Ok((link, run)) => Ok((link, Box::pin(run))),
+            Err(OpenError::Refused(command_status)) => {
+                let details =
+                    Map::from_iter([("command_status".to_owned(), json!(command_status))]);
+                let message = format!("The SMSC refused the bind ({command_status:#010x})");
+                Err(Report::down("bind_failed", message, details))
+            }
+            Err(e) => Err(Report::down("connection_lost", e.to_string(), Map::new())),
+        }
+    }
+
+    fn up(&self, link: &Rc<Link>) -> Report {
+        self.shared.links.borrow_mut().push(link.clone());
+        self.shared.bound.notify_waiters();
+        let message = format!("Bound to the SMSC as {}", self.kind.name());
+        Report::ok("bound", message, Map::new())
+    }
+
+    fn down(&self, link: &Rc<Link>) {
+        self.shared
+            .links
+            .borrow_mut()
+            .retain(|l| !Rc::ptr_eq(l, link));
+    }
+
+    async fn report(&self, report: Report) {
+        let Report {
+            level,
+            kind,
+            message,
+            details,
+        } = report;
+        self.shared
+            .status(self.kind, level, kind, message, details)
+            .await;
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stopping.get()
+    }
+
+    fn backoff(&self) -> Backoff {
+        let (initial, max) = self.shared.settings.reconnect;
+        Backoff { initial, max }
+    }
+
+    fn protocol(&self) -> &'static str {
+        "SMPP"
     }
 }
 
@@ -234,7 +245,14 @@ impl Transport for SmppTransport {
         });
         let mut tasks = Vec::new();
         for kind in BindKind::for_mode(self.settings.bind_mode) {
-            tasks.push(ctx.spawn("smpp session", shared.clone().keep_bound(*kind)));
+            let bind = Bind {
+                shared: shared.clone(),
+                kind: *kind,
+            };
+            tasks.push(ctx.spawn("smpp session", async move {
+                keep_connected(&bind).await;
+                Ok(())
+            }));
         }
         tasks.push(ctx.spawn("smpp multipart expiry", shared.clone().expire_parts()));
         *self.running.borrow_mut() = Some(Running {

@@ -51,6 +51,7 @@ use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
     TransportError,
 };
+use crate::transports::reconnect::{keep_connected, Dialer, Report, Run};
 use crate::transports::{parse_config, report_status, LinkSlot, Liveness};
 
 pub mod config;
@@ -136,51 +137,64 @@ async fn status(
     report_status(ctx, "xmpp", level, kind, message, details).await;
 }
 
-impl Shared {
-    /// Keeps a connection up: opens it, runs it until it dies, reopens it after a backoff
-    /// (doubling from `reconnect_initial` to `reconnect_max`, up to half taken off at random
-    /// so that many channels do not reconnect in step). Returns only when stopping.
-    async fn keep_connected(self: Rc<Self>) -> Result<(), TransportError> {
-        let (initial, max) = self.settings.reconnect;
-        let backoff = Backoff { initial, max };
-        let server = self.settings.server();
-        let mut failures = 0u32;
-        while !self.stopping.get() {
-            let down = StatusLevel::Down;
-            match session::open(self.settings.clone(), self.ctx.clone()).await {
-                Ok((link, session)) => {
-                    failures = 0;
-                    self.link.set(link.clone());
-                    let jid = link.bound().to_string();
-                    let message = format!("Connected to {server} as {jid}");
-                    let details = Map::from_iter([("jid".to_owned(), json!(jid))]);
-                    status(&self.ctx, StatusLevel::Ok, "connected", message, details).await;
-                    let reason = session::run(session, self.ctx.clone()).await;
-                    self.link.clear();
-                    if self.stopping.get() {
-                        break;
-                    }
-                    let message = format!("Lost the XMPP connection: {reason}");
-                    status(&self.ctx, down, "connection_lost", message, Map::new()).await;
-                }
-                Err(e) => {
-                    let (kind, details) = match &e {
-                        OpenError::Auth { condition, .. } => (
-                            "auth_failed",
-                            Map::from_iter([("condition".to_owned(), json!(condition))]),
-                        ),
-                        OpenError::NoTls => ("tls_unavailable", Map::new()),
-                        OpenError::Connect(_) | OpenError::Bind(_) => {
-                            ("connection_lost", Map::new())
-                        }
-                    };
-                    status(&self.ctx, down, kind, e.to_string(), details).await;
-                }
+#[async_trait(?Send)]
+impl Dialer for Shared {
+    type Link = Rc<Link>;
+
+    async fn open(&self) -> Result<(Rc<Link>, Run), Report> {
+        match session::open(self.settings.clone(), self.ctx.clone()).await {
+            Ok((link, session)) => Ok((link, Box::pin(session::run(session, self.ctx.clone())))),
+            Err(e) => {
+                let (kind, details) = match &e {
+                    OpenError::Auth { condition, .. } => (
+                        "auth_failed",
+                        Map::from_iter([("condition".to_owned(), json!(condition))]),
+                    ),
+                    OpenError::NoTls => ("tls_unavailable", Map::new()),
+                    OpenError::Connect(_) | OpenError::Bind(_) => ("connection_lost", Map::new()),
+                };
+                Err(Report::down(kind, e.to_string(), details))
             }
-            failures += 1;
-            tokio::time::sleep(backoff.delay(failures)).await;
         }
-        Ok(())
+    }
+
+    fn up(&self, link: &Rc<Link>) -> Report {
+        self.link.set(link.clone());
+        let jid = link.bound().to_string();
+        let message = format!("Connected to {} as {jid}", self.settings.server());
+        Report::ok(
+            "connected",
+            message,
+            Map::from_iter([("jid".to_owned(), json!(jid))]),
+        )
+    }
+
+    fn down(&self, _: &Rc<Link>) {
+        self.link.clear();
+    }
+
+    async fn report(&self, report: Report) {
+        status(
+            &self.ctx,
+            report.level,
+            report.kind,
+            report.message,
+            report.details,
+        )
+        .await;
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    fn backoff(&self) -> Backoff {
+        let (initial, max) = self.settings.reconnect;
+        Backoff { initial, max }
+    }
+
+    fn protocol(&self) -> &'static str {
+        "XMPP"
     }
 }
 
@@ -198,7 +212,11 @@ impl Transport for XmppTransport {
             link: LinkSlot::default(),
             stopping: Cell::new(false),
         });
-        let task = ctx.spawn("xmpp connection", shared.clone().keep_connected());
+        let dialer = shared.clone();
+        let task = ctx.spawn("xmpp connection", async move {
+            keep_connected(&*dialer).await;
+            Ok(())
+        });
         *self.running.borrow_mut() = Some(Running {
             shared,
             _task: task,

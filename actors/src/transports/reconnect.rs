@@ -1,0 +1,202 @@
+//! Keeping a dialled connection up, for every channel type that connects to its provider
+//! (IRC, SMPP, XMPP): open it, report it up, run it until it dies, report it lost, wait a
+//! backoff, open it again — until the transport stops. Each type says what opening, running
+//! and reporting mean for it through [`Dialer`]; the loop and its rules live here once.
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::message::StatusLevel;
+use crate::supervisor::Backoff;
+
+/// A connection's run: resolves, with the reason, when the connection dies.
+pub type Run = Pin<Box<dyn Future<Output = String>>>;
+
+/// A status to publish: its level, a machine-readable kind (`connected`, `bind_failed`, …),
+/// words for people, and details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Ok, degraded or down.
+    pub level: StatusLevel,
+    /// What happened, for machines.
+    pub kind: &'static str,
+    /// What happened, for people.
+    pub message: String,
+    /// Facts about it (`nick`, `command_status`, …).
+    pub details: Map<String, Value>,
+}
+
+impl Report {
+    /// An `ok` report.
+    pub fn ok(kind: &'static str, message: String, details: Map<String, Value>) -> Self {
+        Report {
+            level: StatusLevel::Ok,
+            kind,
+            message,
+            details,
+        }
+    }
+
+    /// A `down` report.
+    pub fn down(kind: &'static str, message: String, details: Map<String, Value>) -> Self {
+        Report {
+            level: StatusLevel::Down,
+            kind,
+            message,
+            details,
+        }
+    }
+}
+
+/// What [`keep_connected`] needs from a channel type.
+#[async_trait(?Send)]
+pub trait Dialer {
+    /// A live connection, as sends use it.
+    type Link;
+
+    /// Opens a connection: the link and its run; or why not, as a `down` report.
+    async fn open(&self) -> Result<(Self::Link, Run), Report>;
+
+    /// The connection is up: make it available to sends; the `ok` report to publish.
+    fn up(&self, link: &Self::Link) -> Report;
+
+    /// The connection died: sends must no longer use it.
+    fn down(&self, link: &Self::Link);
+
+    /// Publishes a status of this connection.
+    async fn report(&self, report: Report);
+
+    /// Whether the transport is stopping: a connection that dies then is not reopened.
+    fn stopping(&self) -> bool;
+
+    /// The reconnection backoff.
+    fn backoff(&self) -> Backoff;
+
+    /// The protocol's name for people (`IRC`, `SMPP`, …).
+    fn protocol(&self) -> &'static str;
+}
+
+/// Keeps `dialer`'s connection up until the transport stops. A failure to open, or a lost
+/// connection, is reported `down` and followed by a backoff (doubling from the initial
+/// delay up to the maximum, up to half taken off at random so that many channels do not
+/// reconnect in step); a connection that comes up resets the backoff.
+pub async fn keep_connected<D: Dialer>(dialer: &D) {
+    let backoff = dialer.backoff();
+    let mut failures = 0u32;
+    while !dialer.stopping() {
+        match dialer.open().await {
+            Ok((link, run)) => {
+                failures = 0;
+                let up = dialer.up(&link);
+                dialer.report(up).await;
+                let reason = run.await;
+                dialer.down(&link);
+                if dialer.stopping() {
+                    break;
+                }
+                let message = format!("Lost the {} connection: {reason}", dialer.protocol());
+                dialer
+                    .report(Report::down("connection_lost", message, Map::new()))
+                    .await;
+            }
+            Err(refused) => dialer.report(refused).await,
+        }
+        failures += 1;
+        tokio::time::sleep(backoff.delay(failures)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A dialer whose opens follow a script, and that writes down what the loop does.
+    struct Scripted {
+        /// Per open, in order: `None` refuses; `Some(reason)` connects, and the run ends with
+        /// that reason (the last connection also stops the transport).
+        opens: RefCell<Vec<Option<&'static str>>>,
+        seen: RefCell<Vec<String>>,
+        stopping: Cell<bool>,
+    }
+
+    #[async_trait(?Send)]
+    impl Dialer for Scripted {
+        type Link = u32;
+
+        async fn open(&self) -> Result<(u32, Run), Report> {
+            let next = self.opens.borrow_mut().remove(0);
+            let last = self.opens.borrow().is_empty();
+            match next {
+                None => Err(Report::down("refused", "no".into(), Map::new())),
+                Some(reason) => {
+                    if last {
+                        self.stopping.set(true); // stopped while this one runs
+                    }
+                    Ok((7, Box::pin(async move { reason.to_owned() })))
+                }
+            }
+        }
+
+        fn up(&self, link: &u32) -> Report {
+            self.seen.borrow_mut().push(format!("up {link}"));
+            Report::ok("connected", "yes".into(), Map::new())
+        }
+
+        fn down(&self, link: &u32) {
+            self.seen.borrow_mut().push(format!("down {link}"));
+        }
+
+        async fn report(&self, report: Report) {
+            let line = format!("{:?} {} {}", report.level, report.kind, report.message);
+            self.seen.borrow_mut().push(line);
+        }
+
+        fn stopping(&self) -> bool {
+            self.stopping.get()
+        }
+
+        fn backoff(&self) -> Backoff {
+            let tiny = Duration::from_millis(1);
+            Backoff {
+                initial: tiny,
+                max: tiny,
+            }
+        }
+
+        fn protocol(&self) -> &'static str {
+            "TEST"
+        }
+    }
+
+    #[test]
+    fn reports_each_refusal_and_loss_and_reopens_until_stopped() {
+        let dialer = Scripted {
+            opens: RefCell::new(vec![None, Some("reset by peer"), Some("unbound")]),
+            seen: RefCell::new(Vec::new()),
+            stopping: Cell::new(false),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(keep_connected(&dialer));
+        assert_eq!(
+            dialer.seen.into_inner(),
+            [
+                "Down refused no",
+                "up 7",
+                "Ok connected yes",
+                "down 7",
+                "Down connection_lost Lost the TEST connection: reset by peer",
+                "up 7",
+                "Ok connected yes",
+                "down 7", // and no "lost": the transport is stopping
+            ]
+        );
+    }
+}

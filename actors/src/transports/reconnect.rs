@@ -10,6 +10,22 @@ use serde_json::{Map, Value};
 
 use crate::message::StatusLevel;
 use crate::supervisor::Backoff;
+use crate::transport::ConfigError;
+use crate::transports::seconds;
+
+/// The backoff of config keys `reconnect_initial` (seconds, default 1) and `reconnect_max`
+/// (default 60, not below the initial delay), shared by the channel types that dial out.
+pub fn backoff(initial: Option<f64>, max: Option<f64>) -> Result<Backoff, ConfigError> {
+    let initial = seconds("reconnect_initial", initial, 1.0)?;
+    let max = seconds("reconnect_max", max, 60.0)?;
+    if max < initial {
+        return Err(ConfigError::new(
+            "reconnect_max",
+            "must not be smaller than reconnect_initial",
+        ));
+    }
+    Ok(Backoff { initial, max })
+}
 
 /// A connection's run: resolves, with the reason, when the connection dies.
 pub type Run = Pin<Box<dyn Future<Output = String>>>;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::codec::is_safe;
+use crate::supervisor::Backoff;
 use crate::transport::ConfigError;
+use crate::transports::reconnect;
 use crate::transports::tls::{rustls_pki_name, TlsSettings};
 pub use crate::transports::Password;
 use crate::transports::{parse_client_endpoint, seconds};
@@ -91,7 +93,7 @@ pub struct IrcSettings {
     /// Channels to join after registering (and after every reconnection).
     pub channels: Vec<String>,
     /// Reconnection backoff bounds.
-    pub reconnect: (Duration, Duration),
+    pub reconnect: Backoff,
     /// Silence before we PING.
     pub ping_interval: Duration,
     /// How long the server may take to answer.
@@ -213,14 +215,7 @@ impl IrcConfig {
         for channel in &self.channels {
             check_channel(channel)?;
         }
-        let reconnect_initial = seconds("reconnect_initial", self.reconnect_initial, 1.0)?;
-        let reconnect_max = seconds("reconnect_max", self.reconnect_max, 60.0)?;
-        if reconnect_max < reconnect_initial {
-            return Err(ConfigError::new(
-                "reconnect_max",
-                "must not be smaller than reconnect_initial",
-            ));
-        }
+        let reconnect = reconnect::backoff(self.reconnect_initial, self.reconnect_max)?;
         Ok(IrcSettings {
             host,
             port,
@@ -230,7 +225,7 @@ impl IrcConfig {
             realname,
             password: self.password,
             channels: self.channels,
-            reconnect: (reconnect_initial, reconnect_max),
+            reconnect,
             ping_interval: seconds("ping_interval", self.ping_interval, 60.0)?,
             response_timeout: seconds("response_timeout", self.response_timeout, 30.0)?,
             transport_type: self.transport_type.unwrap_or_else(|| "irc".to_owned()),
@@ -260,7 +255,7 @@ mod tests {
         );
         assert!(s.channels.is_empty() && s.password.is_none() && s.tls.is_none());
         assert_eq!(
-            s.reconnect,
+            (s.reconnect.initial, s.reconnect.max),
             (Duration::from_secs(1), Duration::from_secs(60))
         );
         assert_eq!(s.ping_interval, Duration::from_secs(60));

@@ -173,8 +173,7 @@ impl Dialer for Shared {
     }
 
     fn backoff(&self) -> Backoff {
-        let (initial, max) = self.settings.reconnect;
-        Backoff { initial, max }
+        self.settings.reconnect
     }
 
     fn protocol(&self) -> &'static str {

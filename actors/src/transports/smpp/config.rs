@@ -14,7 +14,9 @@ use serde_json::Value;
 
 use super::parts::Concatenation;
 use super::receipt::IdFormat;
+use crate::supervisor::Backoff;
 use crate::transport::ConfigError;
+use crate::transports::reconnect;
 pub use crate::transports::tls::TlsSettings;
 use crate::transports::{parse_client_endpoint, seconds, tls::rustls_pki_name};
 
@@ -222,7 +224,7 @@ pub struct SmppSettings {
     /// Outstanding submit_sm at most.
     pub window_size: usize,
     /// Reconnection backoff bounds.
-    pub reconnect: (Duration, Duration),
+    pub reconnect: Backoff,
     /// Pause after ESME_RTHROTTLED.
     pub throttle_delay: Duration,
     /// Graceful stop bound.
@@ -314,14 +316,7 @@ impl SmppConfig {
                     Some(v) if v.send_multipart_sar => Concatenation::Sar,
                     _ => Concatenation::Udh,
                 });
-        let reconnect_initial = seconds("reconnect_initial", self.reconnect_initial, 1.0)?;
-        let reconnect_max = seconds("reconnect_max", self.reconnect_max, 60.0)?;
-        if reconnect_max < reconnect_initial {
-            return Err(ConfigError::new(
-                "reconnect_max",
-                "must not be smaller than reconnect_initial",
-            ));
-        }
+        let reconnect = reconnect::backoff(self.reconnect_initial, self.reconnect_max)?;
         Ok(SmppSettings {
             host,
             port,
@@ -342,7 +337,7 @@ impl SmppConfig {
             )?,
             response_timeout: seconds("response_timeout", self.response_timeout, 10.0)?,
             window_size,
-            reconnect: (reconnect_initial, reconnect_max),
+            reconnect,
             throttle_delay: seconds("throttle_delay", self.throttle_delay, 1.0)?,
             drain_timeout: seconds("drain_timeout", self.drain_timeout, 5.0)?,
             registered_delivery: self.registered_delivery,
@@ -399,7 +394,7 @@ mod tests {
         assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 2775));
         assert_eq!(s.interface_version, 0x34);
         assert_eq!(s.enquire_link_interval, Duration::from_secs(55));
-        assert_eq!(s.reconnect.0, Duration::from_secs(5));
+        assert_eq!(s.reconnect.initial, Duration::from_secs(5));
         assert_eq!(s.concatenation, Concatenation::Sar);
     }
 

@@ -222,8 +222,7 @@ impl Dialer for Bind {
     }
 
     fn backoff(&self) -> Backoff {
-        let (initial, max) = self.shared.settings.reconnect;
-        Backoff { initial, max }
+        self.shared.settings.reconnect
     }
 
     fn protocol(&self) -> &'static str {

@@ -11,10 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use crate::supervisor::Backoff;
 use crate::transport::ConfigError;
-use crate::transports::seconds;
 use crate::transports::tls::{rustls_pki_name, TlsSettings};
 pub use crate::transports::Password;
+use crate::transports::{reconnect, seconds};
 
 /// The presence `show` values (RFC 6121 §4.7.2.1).
 pub const SHOW_VALUES: [&str; 4] = ["away", "chat", "dnd", "xa"];
@@ -121,7 +122,7 @@ pub struct XmppSettings {
     /// How long the server may take to answer.
     pub response_timeout: Duration,
     /// Reconnection backoff bounds.
-    pub reconnect: (Duration, Duration),
+    pub reconnect: Backoff,
     /// `transport_type` of inbound messages.
     pub transport_type: String,
 }
@@ -250,14 +251,7 @@ impl XmppConfig {
             .clone()
             .filter(|text| !text.is_empty())
             .or(status_text);
-        let reconnect_initial = seconds("reconnect_initial", self.reconnect_initial, 1.0)?;
-        let reconnect_max = seconds("reconnect_max", self.reconnect_max, 60.0)?;
-        if reconnect_max < reconnect_initial {
-            return Err(ConfigError::new(
-                "reconnect_max",
-                "must not be smaller than reconnect_initial",
-            ));
-        }
+        let reconnect = reconnect::backoff(self.reconnect_initial, self.reconnect_max)?;
         Ok(XmppSettings {
             jid: bare,
             resource,
@@ -274,7 +268,7 @@ impl XmppConfig {
             request_receipts: self.request_receipts.unwrap_or(true),
             ping_interval: seconds("ping_interval", self.ping_interval, 60.0)?,
             response_timeout: seconds("response_timeout", self.response_timeout, 30.0)?,
-            reconnect: (reconnect_initial, reconnect_max),
+            reconnect,
             transport_type: self.transport_type.unwrap_or_else(|| "xmpp".to_owned()),
         })
     }
@@ -308,7 +302,7 @@ mod tests {
         assert_eq!(s.ping_interval, Duration::from_secs(60));
         assert_eq!(s.response_timeout, Duration::from_secs(30));
         assert_eq!(
-            s.reconnect,
+            (s.reconnect.initial, s.reconnect.max),
             (Duration::from_secs(1), Duration::from_secs(60))
         );
         assert_eq!(s.transport_type, "xmpp");

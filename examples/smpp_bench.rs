@@ -35,6 +35,8 @@
 //! them and records the provider ids to match them), so the figures are about the send path. Pass `receipts` as the fourth argument to keep them on: then the bench
 //! also waits for N `delivery_succeeded` events and prints their rate, and the daemon's CPU
 //! includes matching the receipts and posting those events.
+#[path = "../tests/common/redis_keys.rs"]
+mod redis_keys;
 mod support;
 
 use std::collections::HashMap;
@@ -513,26 +515,7 @@ impl Production {
     }
 
     fn delete_keys(&self) -> redis::RedisResult<()> {
-        let client = redis::Client::open(self.redis.as_str())?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let pattern = format!("{}:*", self.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(&keys).exec(&mut conn)?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        redis_keys::delete_matching(&self.redis, &format!("{}:*", self.prefix))
     }
 }
 

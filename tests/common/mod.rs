@@ -19,6 +19,7 @@ pub mod ircd;
 pub mod logs;
 pub mod metrics;
 pub mod prosody;
+pub mod redis_keys;
 pub mod redis_server;
 pub mod smsc;
 
@@ -162,26 +163,7 @@ pub struct KeyCleanup {
 
 impl KeyCleanup {
     pub fn delete_keys(&self) -> redis::RedisResult<()> {
-        let client = redis::Client::open(self.url.as_str())?;
-        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut conn)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(&keys).exec(&mut conn)?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        redis_keys::delete_matching(&self.url, &format!("{}*", self.prefix))
     }
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::ircd::{IrcUser, Ircd, IrcdOptions, TLS_NAME};
 use common::logs::files_under;
-use common::{Api, Backend, CallbackServer, Daemon, Deployment};
+use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment};
 use serde_json::{json, Value};
 
 /// The bot's nick in these tests.
@@ -17,11 +17,11 @@ const BOT: &str = "junebug";
 struct Setup {
     deployment: Deployment,
     _daemon: Daemon,
-    api: Api,
-    app: CallbackServer,
+    chan: AppChannel,
     ircd: Ircd,
-    channel: String,
 }
+
+app_channel_setup!(Setup);
 
 impl Setup {
     /// A channel in `#test` on `ircd`, with `extra` config keys on top.
@@ -46,12 +46,10 @@ impl Setup {
             }))
             .await;
         Setup {
+            chan: AppChannel { api, app, channel },
             deployment,
             _daemon: daemon,
-            api,
-            app,
             ircd,
-            channel,
         }
     }
 
@@ -62,38 +60,6 @@ impl Setup {
             user.wait_for_join("#test", BOT).await;
         }
         user
-    }
-
-    /// Sends `body` through the API (events to the app); the message id.
-    async fn send(&self, body: Value) -> String {
-        let mut body = body;
-        body["event_url"] = json!(format!("{}/events", self.app.url));
-        let (status, env) = self
-            .api
-            .post(&format!("/channels/{}/messages/", self.channel), body)
-            .await;
-        assert_eq!(status, 201, "{env}");
-        env["result"]["message_id"].as_str().unwrap().to_owned()
-    }
-
-    /// The next inbound message posted to mo_url.
-    async fn mo(&mut self) -> Value {
-        self.app.next_on("/mo").await.body
-    }
-
-    /// The next event posted to event_url.
-    async fn event(&mut self) -> Value {
-        self.app.next_on("/events").await.body
-    }
-
-    /// The next status posted to status_url of type `kind` (others are skipped).
-    async fn status(&mut self, kind: &str) -> Value {
-        loop {
-            let status = self.app.next_on("/status").await.body;
-            if status["type"] == kind {
-                return status;
-            }
-        }
     }
 }
 

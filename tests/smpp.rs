@@ -6,18 +6,18 @@ mod common;
 
 use common::redis_server::RedisServer;
 use common::smsc::Smsc;
-use common::{logs, metrics, Api, Backend, CallbackServer, Daemon, Deployment};
+use common::{logs, metrics, Api, AppChannel, Backend, CallbackServer, Daemon, Deployment};
 use serde_json::{json, Value};
 
 /// A daemon with one SMPP channel bound to a fresh SMSC, and an application server.
 struct Setup {
     deployment: Deployment,
     daemon: Daemon,
-    api: Api,
-    app: CallbackServer,
+    chan: AppChannel,
     smsc: Smsc,
-    channel: String,
 }
+
+app_channel_setup!(Setup);
 
 impl Setup {
     async fn new(backend: Backend, config: Value) -> Setup {
@@ -59,39 +59,10 @@ impl Setup {
             }))
             .await;
         Setup {
+            chan: AppChannel { api, app, channel },
             deployment,
             daemon,
-            api,
-            app,
             smsc,
-            channel,
-        }
-    }
-
-    /// Sends `body` through the API; the message id.
-    async fn send(&self, body: Value) -> String {
-        let mut body = body;
-        body["event_url"] = json!(format!("{}/events", self.app.url));
-        let (status, env) = self
-            .api
-            .post(&format!("/channels/{}/messages/", self.channel), body)
-            .await;
-        assert_eq!(status, 201, "{env}");
-        env["result"]["message_id"].as_str().unwrap().to_owned()
-    }
-
-    /// The next event callback.
-    async fn event(&mut self) -> Value {
-        self.app.next_on("/events").await.body
-    }
-
-    /// The next status callback of type `kind`.
-    async fn status(&mut self, kind: &str) -> Value {
-        loop {
-            let status = self.app.next_on("/status").await.body;
-            if status["type"] == kind {
-                return status;
-            }
         }
     }
 }

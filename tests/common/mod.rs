@@ -295,6 +295,70 @@ impl Drop for Daemon {
     }
 }
 
+/// Lets a channel test's setup type (with an [`AppChannel`] in field `chan`) be used as that
+/// channel: `s.send(…)`, `s.app`, `s.channel`.
+#[allow(unused_macros)] // only the channel tests use it
+macro_rules! app_channel_setup {
+    ($setup:ty) => {
+        impl std::ops::Deref for $setup {
+            type Target = common::AppChannel;
+
+            fn deref(&self) -> &common::AppChannel {
+                &self.chan
+            }
+        }
+
+        impl std::ops::DerefMut for $setup {
+            fn deref_mut(&mut self) -> &mut common::AppChannel {
+                &mut self.chan
+            }
+        }
+    };
+}
+
+/// A channel created through the API, and the application server that gets its callbacks:
+/// `mo_url` at `/mo`, `status_url` at `/status`, and `event_url` at `/events` for what
+/// [`send`](Self::send) sends. Channel tests' setups deref to it.
+pub struct AppChannel {
+    pub api: Api,
+    pub app: CallbackServer,
+    pub channel: String,
+}
+
+impl AppChannel {
+    /// Sends `body` through the API (events to the app); the message id.
+    pub async fn send(&self, body: Value) -> String {
+        let mut body = body;
+        body["event_url"] = serde_json::json!(format!("{}/events", self.app.url));
+        let (status, env) = self
+            .api
+            .post(&format!("/channels/{}/messages/", self.channel), body)
+            .await;
+        assert_eq!(status, 201, "{env}");
+        env["result"]["message_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The next inbound message posted to mo_url.
+    pub async fn mo(&mut self) -> Value {
+        self.app.next_on("/mo").await.body
+    }
+
+    /// The next event posted to event_url.
+    pub async fn event(&mut self) -> Value {
+        self.app.next_on("/events").await.body
+    }
+
+    /// The next status posted to status_url of type `kind` (others are skipped).
+    pub async fn status(&mut self, kind: &str) -> Value {
+        loop {
+            let status = self.app.next_on("/status").await.body;
+            if status["type"] == kind {
+                return status;
+            }
+        }
+    }
+}
+
 /// A JSON API client: every answer is (status, envelope).
 #[derive(Clone)]
 pub struct Api {

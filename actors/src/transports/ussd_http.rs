@@ -604,4 +604,132 @@ mod tests {
         assert_eq!(sessions.step("a", t0 + idle * 2, idle), SessionEvent::New, "idled out");
         assert_eq!(sessions.len(), 1, "b idled out too");
     }
+
+    /// A wire that reads `session` and `text` from the query and answers `C:`/`E:` lines.
+    struct TestWire;
+
+    impl Wire for TestWire {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        fn parse(
+            &self,
+            request: &WebhookRequest,
+            path: &str,
+        ) -> Option<Result<Incoming, BadRequest>> {
+            (request.path == path).then(|| {
+                Ok(Incoming::Step(Step {
+                    session_id: request.field("session").unwrap_or_default(),
+                    from: "+27".into(),
+                    to: "*1#".into(),
+                    content: request.field("text"),
+                    transport_metadata: Map::new(),
+                }))
+            })
+        }
+
+        fn answer(&self, reply: &Reply) -> WebhookResponse {
+            let verb = if reply.continues { "C" } else { "E" };
+            WebhookResponse::text(200, format!("{verb}:{}", reply.content))
+        }
+    }
+
+    fn request(session: &str, text: &str) -> WebhookRequest {
+        WebhookRequest {
+            method: "GET".into(),
+            path: "ussd".into(),
+            query: format!("session={session}&text={text}"),
+            ..Default::default()
+        }
+    }
+
+    fn reply_to(inbound: &Message, content: &str, close: bool) -> Message {
+        Message {
+            message_id: new_message_id(),
+            in_reply_to: Some(inbound.message_id.clone()),
+            session_event: close.then_some(SessionEvent::Close),
+            content: Some(content.into()),
+            ..inbound.clone()
+        }
+    }
+
+    fn body(answer: WebhookResponse) -> String {
+        String::from_utf8(answer.body).unwrap()
+    }
+
+    /// A step waits for its reply, which is answered (continuing or ending the session);
+    /// the same reply again, or a message that is no reply, is rejected.
+    #[test]
+    fn a_reply_completes_the_waiting_step() {
+        use crate::transports::testkit::{run_local, RecordingHost};
+        run_local(|| async {
+            let host = RecordingHost::new();
+            let (ctx, _) = host.context("ch");
+            let settings = settings(json!({"reply_timeout": 5})).unwrap();
+            let transport = Rc::new(UssdHttpTransport::new(TestWire, settings));
+            transport.start(ctx).await.unwrap();
+
+            let t = transport.clone();
+            let step = tokio::task::spawn_local(async move { t.webhook(request("s1", "hi")).await });
+            let (_, first) = host.inbound().next().await;
+            assert_eq!(first.session_event, Some(SessionEvent::New));
+            assert_eq!(first.content.as_deref(), Some("hi"));
+            let reply = reply_to(&first, "Menu", false);
+            let sent = transport.send(reply.clone()).await.unwrap();
+            assert_eq!(sent, Sent::with_id(reply.message_id.clone()));
+            assert_eq!(body(step.await.unwrap()), "C:Menu");
+            assert_eq!(
+                transport.send(reply).await,
+                Err(SendError::Rejected(LATE_REPLY.into()))
+            );
+
+            let t = transport.clone();
+            let step = tokio::task::spawn_local(async move { t.webhook(request("s1", "1")).await });
+            let (_, second) = host.inbound().next().await;
+            assert_eq!(second.session_event, Some(SessionEvent::Resume));
+            transport.send(reply_to(&second, "Bye", true)).await.unwrap();
+            assert_eq!(body(step.await.unwrap()), "E:Bye");
+            assert_eq!(transport.waiting(), 0);
+
+            let t = transport.clone();
+            let step = tokio::task::spawn_local(async move { t.webhook(request("s1", "again")).await });
+            let (_, third) = host.inbound().next().await;
+            assert_eq!(third.session_event, Some(SessionEvent::New), "the session had ended");
+            let not_a_reply = Message { in_reply_to: None, ..third.clone() };
+            assert_eq!(
+                transport.send(not_a_reply).await,
+                Err(SendError::Rejected(NOT_A_REPLY.into()))
+            );
+            transport.send(reply_to(&third, "ok", false)).await.unwrap();
+            step.await.unwrap();
+            transport.stop().await;
+        });
+    }
+
+    /// Without a reply in time the step answers the fallback, ends the session and tells the
+    /// application (`close`); the late reply is rejected.
+    #[test]
+    fn no_reply_in_time_answers_the_fallback() {
+        use crate::transports::testkit::{run_local, RecordingHost};
+        run_local(|| async {
+            let host = RecordingHost::new();
+            let (ctx, _) = host.context("ch");
+            let settings =
+                settings(json!({"reply_timeout": 0.2, "fallback_text": "Later"})).unwrap();
+            let transport = UssdHttpTransport::new(TestWire, settings);
+            transport.start(ctx).await.unwrap();
+            assert_eq!(body(transport.webhook(request("s2", "x")).await), "E:Later");
+            let (_, step) = host.inbound().next().await;
+            let (_, close) = host.inbound().next().await;
+            assert_eq!(close.session_event, Some(SessionEvent::Close));
+            assert_eq!(close.content, None);
+            assert_eq!(
+                transport.send(reply_to(&step, "late", false)).await,
+                Err(SendError::Rejected(LATE_REPLY.into()))
+            );
+            let other = transport.webhook(WebhookRequest { path: "sms".into(), ..request("s", "") });
+            assert_eq!(other.await.status, 404);
+        });
+    }
 }

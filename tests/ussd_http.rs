@@ -62,7 +62,10 @@ impl Setup {
     }
 
     fn webhook_url(&self, path: &str) -> String {
-        format!("{}/channels/{}/inbound/{path}", self.daemon.url, self.channel)
+        format!(
+            "{}/channels/{}/inbound/{path}",
+            self.daemon.url, self.channel
+        )
     }
 
     /// Africa's Talking POSTs a form; the request runs on its own, its answer is awaited
@@ -273,10 +276,17 @@ async fn no_reply_in_time_answers_the_fallback_and_a_late_reply_is_rejected() {
     let step = s.at_step("ussd", &pairs(&at_fields("")));
     let dial = s.mo().await;
     let answer = step.await.unwrap();
-    assert_eq!((answer.status, answer.body.as_str()), (200, "END Please try again later"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, "END Please try again later")
+    );
     let close = s.mo().await;
     assert_eq!(
-        (&close["content"], &close["channel_data"]["session_event"], &close["from"]),
+        (
+            &close["content"],
+            &close["channel_data"]["session_event"],
+            &close["from"]
+        ),
         (&Value::Null, &json!("close"), &json!("+254711000111"))
     );
     s.logged("No reply within").await;
@@ -285,7 +295,10 @@ async fn no_reply_in_time_answers_the_fallback_and_a_late_reply_is_rejected() {
     let (id, kind, details) = s.event().await;
     assert_eq!((id, kind.as_str()), (late, "rejected"));
     let reason = details["reason"].as_str().unwrap();
-    assert!(reason.contains("No USSD session step is waiting"), "{reason}");
+    assert!(
+        reason.contains("No USSD session step is waiting"),
+        "{reason}"
+    );
 
     let step = s.at_step("ussd", &pairs(&at_fields("")));
     let again = s.mo().await;
@@ -305,7 +318,9 @@ async fn bad_requests_unknown_channels_and_paths() {
         .unwrap();
     assert_eq!(answer.status, 400, "{answer:?}");
     assert!(answer.body.contains("sessionId"), "{answer:?}");
-    let entry = s.logged("Refused a bad africastalking webhook request").await;
+    let entry = s
+        .logged("Refused a bad africastalking webhook request")
+        .await;
     assert_eq!(entry["level"], 30, "a warning: {entry}");
     assert_eq!(s.at_step("sms", &[]).await.unwrap().status, 404);
 
@@ -323,8 +338,18 @@ async fn bad_requests_unknown_channels_and_paths() {
     );
     dmark.logged("Refused a bad dmark webhook request").await;
 
-    let unknown = format!("{}/channels/{}/inbound/ussd", s.daemon.url, uuid::Uuid::new_v4());
-    let response = s.http.post(unknown).body("sessionId=1").send().await.unwrap();
+    let unknown = format!(
+        "{}/channels/{}/inbound/ussd",
+        s.daemon.url,
+        uuid::Uuid::new_v4()
+    );
+    let response = s
+        .http
+        .post(unknown)
+        .body("sessionId=1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 }
 
@@ -335,13 +360,28 @@ async fn bad_configs_are_refused_naming_the_key() {
     let daemon = deployment.start();
     let api = Api::new(&daemon.url);
     for (kind, config, key) in [
-        ("africastalking", json!({"reply_timeout": 0}), "reply_timeout"),
-        ("africastalking", json!({"web_username": "u"}), "web_password"),
-        ("dmark", json!({"validation_mode": "lax"}), "validation_mode"),
+        (
+            "africastalking",
+            json!({"reply_timeout": 0}),
+            "reply_timeout",
+        ),
+        (
+            "africastalking",
+            json!({"web_username": "u"}),
+            "web_password",
+        ),
+        (
+            "dmark",
+            json!({"validation_mode": "lax"}),
+            "validation_mode",
+        ),
         ("dmark", json!({"fallback_text": 1}), "fallback_text"),
     ] {
         let (status, env) = api
-            .post("/channels/", json!({"type": kind, "config": config, "mo_url": "http://127.0.0.1:1/"}))
+            .post(
+                "/channels/",
+                json!({"type": kind, "config": config, "mo_url": "http://127.0.0.1:1/"}),
+            )
             .await;
         assert_eq!(status, 400, "{env}");
         assert!(env.to_string().contains(key), "{key}: {env}");
@@ -354,7 +394,13 @@ async fn bad_configs_are_refused_naming_the_key() {
 async fn basic_credentials_when_configured() {
     let config = json!({"web_username": "at", "web_password": "s3cret"});
     let mut s = Setup::new(Backend::Embedded, "africastalking", config).await;
-    assert_eq!(s.at_step("ussd", &pairs(&at_fields(""))).await.unwrap().status, 401);
+    assert_eq!(
+        s.at_step("ussd", &pairs(&at_fields("")))
+            .await
+            .unwrap()
+            .status,
+        401
+    );
     let url = s.webhook_url("ussd");
     let fields = at_fields("");
     let body = url::form_urlencoded::Serializer::new(String::new())
@@ -368,7 +414,10 @@ async fn basic_credentials_when_configured() {
         .body(body);
     let step = actix_rt::spawn(answer(request));
     let dial = s.mo().await;
-    assert_eq!(dial["channel_data"]["session_event"], "new", "the refused step never counted");
+    assert_eq!(
+        dial["channel_data"]["session_event"], "new",
+        "the refused step never counted"
+    );
     s.reply(&dial, "Hi", false).await;
     assert_eq!(step.await.unwrap().body, "END Hi");
 }
@@ -385,14 +434,22 @@ async fn an_africastalking_end_notification_closes_the_session() {
     let notice = s
         .at_step(
             "ussd/end",
-            &[("sessionId", "ATUid_1"), ("serviceCode", "*384*1234#"),
-              ("phoneNumber", "+254711000111"), ("status", "Incomplete"), ("input", "")],
+            &[
+                ("sessionId", "ATUid_1"),
+                ("serviceCode", "*384*1234#"),
+                ("phoneNumber", "+254711000111"),
+                ("status", "Incomplete"),
+                ("input", ""),
+            ],
         )
         .await
         .unwrap();
     assert_eq!((notice.status, notice.body.as_str()), (200, "OK"));
     let close = s.mo().await;
-    assert_eq!((&close["content"], &close["channel_data"]["session_event"]), (&Value::Null, &json!("close")));
+    assert_eq!(
+        (&close["content"], &close["channel_data"]["session_event"]),
+        (&Value::Null, &json!("close"))
+    );
     let step = s.at_step("ussd", &pairs(&at_fields("")));
     assert_eq!(s.mo().await["channel_data"]["session_event"], "new");
     drop(step);

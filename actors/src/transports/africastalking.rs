@@ -39,7 +39,9 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use super::ussd_http::{BadRequest, Ended, Incoming, Reply, Step, UssdHttpConfig, UssdHttpTransport, Wire};
+use super::ussd_http::{
+    BadRequest, Ended, Incoming, Reply, Step, UssdHttpConfig, UssdHttpTransport, Wire,
+};
 use crate::transport::{ChannelType, ConfigError, Transport};
 use crate::transports::parse_config;
 use crate::webhook::{WebhookRequest, WebhookResponse};
@@ -121,7 +123,9 @@ fn read(request: &WebhookRequest, ended: bool) -> Result<Incoming, BadRequest> {
             "missing field(s) {} (a {} {} request)",
             missing.join(", "),
             request.method,
-            request.header("content-type").unwrap_or("without a content type"),
+            request
+                .header("content-type")
+                .unwrap_or("without a content type"),
         );
         return Err(BadRequest {
             answer: WebhookResponse::text(400, format!("END Bad request: {reason}")),
@@ -204,7 +208,8 @@ mod tests {
             Value::Object(first.transport_metadata),
             json!({"africastalking": {"session_id": "ATUid_1", "network_code": "63902", "text": ""}})
         );
-        let third = step("sessionId=ATUid_1&serviceCode=*384*1234%23&phoneNumber=%2B254711000111&text=1*2");
+        let third =
+            step("sessionId=ATUid_1&serviceCode=*384*1234%23&phoneNumber=%2B254711000111&text=1*2");
         assert_eq!(third.content.as_deref(), Some("2"));
         assert_eq!(
             third.transport_metadata["africastalking"]["text"],
@@ -224,9 +229,16 @@ mod tests {
                 content: content.into(),
                 continues,
             });
-            (r.status, r.content_type.starts_with("text/plain"), String::from_utf8(r.body).unwrap())
+            (
+                r.status,
+                r.content_type.starts_with("text/plain"),
+                String::from_utf8(r.body).unwrap(),
+            )
         };
-        assert_eq!(answer("1. Balance\n2. Quit", true), (200, true, "CON 1. Balance\n2. Quit".into()));
+        assert_eq!(
+            answer("1. Balance\n2. Quit", true),
+            (200, true, "CON 1. Balance\n2. Quit".into())
+        );
         assert_eq!(answer("Bye", false), (200, true, "END Bye".into()));
     }
 
@@ -238,9 +250,15 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(bad.answer.status, 400);
-        assert!(bad.reason.contains("sessionId, phoneNumber, serviceCode"), "{}", bad.reason);
+        assert!(
+            bad.reason.contains("sessionId, phoneNumber, serviceCode"),
+            "{}",
+            bad.reason
+        );
         assert!(AfricasTalking.parse(&form("sms", ""), "ussd").is_none());
-        assert!(AfricasTalking.parse(&form("ussd/other", ""), "ussd").is_none());
+        assert!(AfricasTalking
+            .parse(&form("ussd/other", ""), "ussd")
+            .is_none());
     }
 
     /// An end-of-session notification becomes an [`Ended`] with its fields.
@@ -253,7 +271,14 @@ mod tests {
         let Some(Ok(Incoming::Ended(ended))) = parsed else {
             panic!("not an end notice: {parsed:?}");
         };
-        assert_eq!((ended.session_id.as_str(), ended.from.as_str(), ended.to.as_str()), ("s1", "+2547", "*1#"));
+        assert_eq!(
+            (
+                ended.session_id.as_str(),
+                ended.from.as_str(),
+                ended.to.as_str()
+            ),
+            ("s1", "+2547", "*1#")
+        );
         assert_eq!(
             Value::Object(ended.transport_metadata),
             json!({"africastalking": {"session_id": "s1", "status": "Incomplete", "input": "1", "duration_in_millis": "5000"}})

@@ -36,7 +36,9 @@ use std::rc::Rc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::ussd_http::{BadRequest, Incoming, Reply, Step, UssdHttpConfig, UssdHttpTransport, Wire};
+use super::ussd_http::{
+    BadRequest, Incoming, Reply, Step, UssdHttpConfig, UssdHttpTransport, Wire,
+};
 use crate::transport::{ChannelType, ConfigError, Transport};
 use crate::transports::parse_config;
 use crate::webhook::{WebhookRequest, WebhookResponse};
@@ -229,11 +231,20 @@ mod tests {
                 content: "Hi".into(),
                 continues,
             });
-            assert_eq!((r.status, r.content_type.as_str()), (200, "application/json"));
+            assert_eq!(
+                (r.status, r.content_type.as_str()),
+                (200, "application/json")
+            );
             serde_json::from_slice::<Value>(&r.body).unwrap()
         };
-        assert_eq!(answer(true), json!({"responseString": "Hi", "action": "request"}));
-        assert_eq!(answer(false), json!({"responseString": "Hi", "action": "end"}));
+        assert_eq!(
+            answer(true),
+            json!({"responseString": "Hi", "action": "request"})
+        );
+        assert_eq!(
+            answer(false),
+            json!({"responseString": "Hi", "action": "end"})
+        );
     }
 
     /// Missing and (in strict mode) unexpected fields are a 400 in vumi's shape.
@@ -254,7 +265,18 @@ mod tests {
         let lenient = Dmark { strict: false };
         let extra = format!("{STEP}&foo=bar");
         assert!(matches!(lenient.parse(&get(&extra), "ussd"), Some(Ok(_))));
-        assert!((Dmark { strict: true }).parse(&get(&extra), "ussd").unwrap().is_err());
-        assert!(lenient.parse(&WebhookRequest { path: "x".into(), ..get(STEP) }, "ussd").is_none());
+        assert!((Dmark { strict: true })
+            .parse(&get(&extra), "ussd")
+            .unwrap()
+            .is_err());
+        assert!(lenient
+            .parse(
+                &WebhookRequest {
+                    path: "x".into(),
+                    ..get(STEP)
+                },
+                "ussd"
+            )
+            .is_none());
     }
 }

@@ -129,11 +129,7 @@ pub struct UssdHttpSettings {
 impl UssdHttpConfig {
     /// Checks the config and resolves its defaults. Errors name the offending key.
     pub fn validate(self) -> Result<UssdHttpSettings, ConfigError> {
-        let reply_timeout = seconds(
-            "reply_timeout",
-            self.reply_timeout,
-            default_reply_timeout(),
-        )?;
+        let reply_timeout = seconds("reply_timeout", self.reply_timeout, default_reply_timeout())?;
         let session_timeout = seconds(
             "ussd_session_timeout",
             self.ussd_session_timeout,
@@ -177,9 +173,7 @@ impl UssdHttpConfig {
             session_timeout,
             web_path,
             basic_auth,
-            transport_type: self
-                .transport_type
-                .unwrap_or_else(default_transport_type),
+            transport_type: self.transport_type.unwrap_or_else(default_transport_type),
         })
     }
 }
@@ -246,8 +240,7 @@ pub trait Wire: 'static {
 
     /// Reads a request to `path` (the request's path is the configured web path, or
     /// `path` + `/…` for sub-paths); `None` when the provider serves nothing there.
-    fn parse(&self, request: &WebhookRequest, path: &str)
-        -> Option<Result<Incoming, BadRequest>>;
+    fn parse(&self, request: &WebhookRequest, path: &str) -> Option<Result<Incoming, BadRequest>>;
 
     /// The answer that shows `reply`.
     fn answer(&self, reply: &Reply) -> WebhookResponse;
@@ -351,7 +344,11 @@ impl<W: Wire> UssdHttpTransport<W> {
         let Some(given) = request
             .header("authorization")
             .and_then(|value| value.strip_prefix("Basic "))
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+            .and_then(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+            })
         else {
             return false;
         };
@@ -570,16 +567,24 @@ mod tests {
         assert_eq!(s.web_path, "ussd");
         assert_eq!(s.transport_type, "ussd");
         assert_eq!(s.basic_auth, None);
-        let s = settings(json!({"request_timeout": 3, "web_path": "/dmark", "fallback_text": "Bye"}))
-            .unwrap();
+        let s =
+            settings(json!({"request_timeout": 3, "web_path": "/dmark", "fallback_text": "Bye"}))
+                .unwrap();
         assert_eq!(
-            (s.reply_timeout, s.web_path.as_str(), s.fallback_text.as_str()),
+            (
+                s.reply_timeout,
+                s.web_path.as_str(),
+                s.fallback_text.as_str()
+            ),
             (Duration::from_secs(3), "dmark", "Bye")
         );
         for (config, key) in [
             (json!({"reply_timeout": 0}), "reply_timeout"),
             (json!({"reply_timeout": "soon"}), "reply_timeout"),
-            (json!({"ussd_session_timeout": 1, "reply_timeout": 5}), "ussd_session_timeout"),
+            (
+                json!({"ussd_session_timeout": 1, "reply_timeout": 5}),
+                "ussd_session_timeout",
+            ),
             (json!({"web_username": "u"}), "web_password"),
             (json!({"web_password": "p"}), "web_username"),
             (json!({"web_path": "/"}), "web_path"),
@@ -596,12 +601,19 @@ mod tests {
         let t0 = Instant::now();
         let idle = Duration::from_secs(60);
         assert_eq!(sessions.step("a", t0, idle), SessionEvent::New);
-        assert_eq!(sessions.step("a", t0 + idle / 2, idle), SessionEvent::Resume);
+        assert_eq!(
+            sessions.step("a", t0 + idle / 2, idle),
+            SessionEvent::Resume
+        );
         assert_eq!(sessions.step("b", t0, idle), SessionEvent::New);
         assert!(sessions.end("b"));
         assert!(!sessions.end("b"));
         assert_eq!(sessions.step("b", t0, idle), SessionEvent::New);
-        assert_eq!(sessions.step("a", t0 + idle * 2, idle), SessionEvent::New, "idled out");
+        assert_eq!(
+            sessions.step("a", t0 + idle * 2, idle),
+            SessionEvent::New,
+            "idled out"
+        );
         assert_eq!(sessions.len(), 1, "b idled out too");
     }
 
@@ -671,7 +683,8 @@ mod tests {
             transport.start(ctx).await.unwrap();
 
             let t = transport.clone();
-            let step = tokio::task::spawn_local(async move { t.webhook(request("s1", "hi")).await });
+            let step =
+                tokio::task::spawn_local(async move { t.webhook(request("s1", "hi")).await });
             let (_, first) = host.inbound().next().await;
             assert_eq!(first.session_event, Some(SessionEvent::New));
             assert_eq!(first.content.as_deref(), Some("hi"));
@@ -688,15 +701,26 @@ mod tests {
             let step = tokio::task::spawn_local(async move { t.webhook(request("s1", "1")).await });
             let (_, second) = host.inbound().next().await;
             assert_eq!(second.session_event, Some(SessionEvent::Resume));
-            transport.send(reply_to(&second, "Bye", true)).await.unwrap();
+            transport
+                .send(reply_to(&second, "Bye", true))
+                .await
+                .unwrap();
             assert_eq!(body(step.await.unwrap()), "E:Bye");
             assert_eq!(transport.waiting(), 0);
 
             let t = transport.clone();
-            let step = tokio::task::spawn_local(async move { t.webhook(request("s1", "again")).await });
+            let step =
+                tokio::task::spawn_local(async move { t.webhook(request("s1", "again")).await });
             let (_, third) = host.inbound().next().await;
-            assert_eq!(third.session_event, Some(SessionEvent::New), "the session had ended");
-            let not_a_reply = Message { in_reply_to: None, ..third.clone() };
+            assert_eq!(
+                third.session_event,
+                Some(SessionEvent::New),
+                "the session had ended"
+            );
+            let not_a_reply = Message {
+                in_reply_to: None,
+                ..third.clone()
+            };
             assert_eq!(
                 transport.send(not_a_reply).await,
                 Err(SendError::Rejected(NOT_A_REPLY.into()))
@@ -728,7 +752,10 @@ mod tests {
                 transport.send(reply_to(&step, "late", false)).await,
                 Err(SendError::Rejected(LATE_REPLY.into()))
             );
-            let other = transport.webhook(WebhookRequest { path: "sms".into(), ..request("s", "") });
+            let other = transport.webhook(WebhookRequest {
+                path: "sms".into(),
+                ..request("s", "")
+            });
             assert_eq!(other.await.status, 404);
         });
     }

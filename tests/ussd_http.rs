@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::logs::eventually;
+use common::logs::{self, eventually, message_logs};
 use common::{Api, Backend, CallbackServer, Daemon, Deployment};
 use serde_json::{json, Value};
 
@@ -204,6 +204,16 @@ async fn an_africastalking_session_of_three_steps(backend) {
     assert_eq!((answer.status, answer.body.as_str()), (200, "CON 1. Balance\n2. Quit"));
     assert!(answer.content_type.starts_with("text/plain"), "{answer:?}");
     assert_eq!(s.event().await, (menu, "submitted".into(), json!({})));
+    // The step's story is in the channel log under the inbound message's id.
+    let dial_id = dial["message_id"].as_str().unwrap().to_owned();
+    eventually("the step and its answer are logged", || async {
+        let entries = message_logs(&s.api, &s.channel, &dial_id).await;
+        let said = |words: &str| entries.iter().any(|e| logs::text(e).starts_with(words));
+        (said("Received a USSD step of session ATUid_1 (new)")
+            && said("Answered the USSD step of session ATUid_1 with the reply: CON 1. Balance"))
+        .then_some(())
+    })
+    .await;
 
     let step = s.at_step("ussd", &pairs(&at_fields("1")));
     let choice = s.mo().await;

@@ -379,6 +379,22 @@ impl<W: Wire> UssdHttpTransport<W> {
             expires_at: None,
         };
         let message_id = message.message_id.clone();
+        ctx.log(
+            LogRecord::debug(format!(
+                "Received a USSD step of session {} ({}) from {} to {}: {:?}",
+                step.session_id,
+                if event == SessionEvent::New {
+                    "new"
+                } else {
+                    "resume"
+                },
+                step.from,
+                step.to,
+                message.content.as_deref().unwrap_or_default(),
+            ))
+            .about(&message_id)
+            .going(Direction::Inbound),
+        );
         // Registered before the daemon sees the message, so a reply can never miss it.
         let (reply_tx, reply_rx) = oneshot::channel();
         self.state
@@ -408,7 +424,17 @@ impl<W: Wire> UssdHttpTransport<W> {
                 if !reply.continues {
                     self.state.sessions.borrow_mut().end(&step.session_id);
                 }
-                self.wire.answer(&reply)
+                let answer = self.wire.answer(&reply);
+                ctx.log(
+                    LogRecord::debug(format!(
+                        "Answered the USSD step of session {} with the reply: {}",
+                        step.session_id,
+                        String::from_utf8_lossy(&answer.body)
+                    ))
+                    .about(&message_id)
+                    .going(Direction::Outbound),
+                );
+                answer
             }
             // Timed out, or the channel stops (the sender was dropped).
             Ok(Err(_)) | Err(_) => {

@@ -785,4 +785,30 @@ mod tests {
             assert_eq!(other.await.status, 404);
         });
     }
+
+    /// Stopping the channel answers the waiting steps with the fallback at once.
+    #[test]
+    fn stopping_answers_waiting_steps_with_the_fallback() {
+        use crate::transports::testkit::{run_local, RecordingHost};
+        run_local(|| async {
+            let host = RecordingHost::new();
+            let (ctx, _) = host.context("ch");
+            let settings = settings(json!({"reply_timeout": 60, "fallback_text": "Bye"})).unwrap();
+            let transport = Rc::new(UssdHttpTransport::new(TestWire, settings));
+            transport.start(ctx).await.unwrap();
+            let t = transport.clone();
+            let step = tokio::task::spawn_local(async move { t.webhook(request("s3", "x")).await });
+            host.inbound().next().await;
+            assert_eq!(transport.waiting(), 1);
+            transport.stop().await;
+            let answer = tokio::time::timeout(Duration::from_secs(5), step).await;
+            assert_eq!(body(answer.expect("answered at once").unwrap()), "E:Bye");
+            assert_eq!(transport.waiting(), 0);
+            assert_eq!(
+                transport.webhook(request("s3", "y")).await.status,
+                503,
+                "a stopped channel takes no steps"
+            );
+        });
+    }
 }

@@ -263,6 +263,8 @@ impl TransportRegistry {
     /// The channel types that ship with Junebug. Adding a type is one line here.
     pub fn builtin() -> Self {
         let mut registry = TransportRegistry::default();
+        registry.register(crate::transports::africastalking::AfricasTalkingType);
+        registry.register(crate::transports::dmark::DmarkType);
         registry.register(crate::transports::irc::IrcType);
         registry.register(crate::transports::smpp::SmppType);
         registry.register(crate::transports::telnet::TelnetType);

@@ -1,10 +1,14 @@
 //! One module per channel type, each registered in [`crate::TransportRegistry::builtin`].
 //!
+//! - [`africastalking`]: Africa's Talking USSD (sessions over HTTP callbacks, CON/END).
+//! - [`dmark`]: DMARK Mobile USSD over HTTP (vumi's `DmarkUssdTransport`).
 //! - [`irc`]: an IRC bot in channels and private messages.
 //! - [`smpp`]: an SMPP 3.4 ESME for SMS and USSD.
 //! - [`telnet`]: a telnet server; each connected client is an address (the getting-started
 //!   channel type).
 //! - [`xmpp`]: an XMPP client: one-to-one chats, MUC rooms, delivery receipts (XEP-0184).
+//! - [`ussd_http`]: what the synchronous USSD-over-HTTP types share: sessions, the webhook
+//!   that waits for the application's reply, timeout and fallback.
 //! - [`tls`]: TLS to a provider's server, for the types that dial out.
 //! - `testkit` (tests, or the `testkit` feature): the shared harness for transport and
 //!   actor tests.
@@ -29,11 +33,14 @@ use tokio::sync::Notify;
 use crate::message::{StatusEvent, StatusLevel};
 use crate::transport::{ConfigError, TransportContext};
 
+pub mod africastalking;
+pub mod dmark;
 pub mod irc;
 pub mod reconnect;
 pub mod smpp;
 pub mod telnet;
 pub mod tls;
+pub mod ussd_http;
 pub mod xmpp;
 
 #[cfg(any(test, feature = "testkit"))]

@@ -263,6 +263,7 @@ impl TransportRegistry {
     /// The channel types that ship with Junebug. Adding a type is one line here.
     pub fn builtin() -> Self {
         let mut registry = TransportRegistry::default();
+        registry.register(crate::transports::http::HttpType);
         registry.register(crate::transports::irc::IrcType);
         registry.register(crate::transports::smpp::SmppType);
         registry.register(crate::transports::telnet::TelnetType);

@@ -1,11 +1,14 @@
 //! One module per channel type, each registered in [`crate::TransportRegistry::builtin`].
 //!
+//! - [`http`]: a generic HTTP SMS aggregator, described by its config.
 //! - [`irc`]: an IRC bot in channels and private messages.
 //! - [`smpp`]: an SMPP 3.4 ESME for SMS and USSD.
 //! - [`telnet`]: a telnet server; each connected client is an address (the getting-started
 //!   channel type).
 //! - [`xmpp`]: an XMPP client: one-to-one chats, MUC rooms, delivery receipts (XEP-0184).
 //! - [`tls`]: TLS to a provider's server, for the types that dial out.
+//! - [`web`]: the HTTP core every HTTP provider's type shares (client, channel-log traces,
+//!   outcome rules, provider health, webhook errors).
 //! - `testkit` (tests, or the `testkit` feature): the shared harness for transport and
 //!   actor tests.
 //!
@@ -29,10 +32,12 @@ use tokio::sync::Notify;
 use crate::message::{StatusEvent, StatusLevel};
 use crate::transport::{ConfigError, TransportContext};
 
+pub mod http;
 pub mod irc;
 pub mod smpp;
 pub mod telnet;
 pub mod tls;
+pub mod web;
 pub mod xmpp;
 
 #[cfg(any(test, feature = "testkit"))]

@@ -535,6 +535,9 @@ pub fn bad_webhook(
     request: &WebhookRequest,
     reason: &str,
 ) -> WebhookResponse {
+    // The reason may quote the payload (an unknown status, say): mask it like the trace.
+    let reason = redactor.text(reason);
+    let reason = reason.as_str();
     ctx.log(
         LogRecord::warning(format!(
             "Refused a webhook request to '{}': {reason}",

@@ -219,3 +219,107 @@ fn registered() {
         .is_ok());
     assert!(http.build("c", &json!({"url": 3})).is_err());
 }
+
+/// Webhook requests as a table: path, content type, body → answer status, and what reached
+/// the host (inbound messages, delivery reports) or the log (a warning for each refusal).
+#[test]
+fn webhooks() {
+    use crate::ports::LogLevel;
+    use crate::transports::testkit::{run_local, RecordingHost};
+    use crate::webhook::WebhookRequest;
+
+    run_local(|| async {
+        let host = RecordingHost::new();
+        let (ctx, _failures) = host.context("ch");
+        let transport = super::HttpType
+            .build(
+                "ch",
+                &json!({"url": "http://127.0.0.1:9/", "secrets": ["hush"],
+                        "dlr_statuses": {"DELIVRD": "delivered", "UNDELIV": "failed"},
+                        "mo_fields": {"content": "msg.text"}}),
+            )
+            .unwrap();
+        transport.start(ctx).await.unwrap();
+        let json_type = "application/json";
+        let form_type = "application/x-www-form-urlencoded";
+        let cases: [(&str, &str, &str, &str, u16); 9] = [
+            (
+                "POST",
+                "mo",
+                json_type,
+                r#"{"from": "+27", "to": "123", "msg": {"text": "hi"}}"#,
+                200,
+            ),
+            ("POST", "mo", form_type, "from=%2B27&msg.text=form", 200),
+            ("POST", "mo", json_type, r#"{"to": "123"}"#, 400),
+            ("POST", "mo", json_type, "[1]", 400),
+            ("POST", "dlr", form_type, "id=p1&status=delivrd", 200),
+            (
+                "POST",
+                "dlr",
+                json_type,
+                r#"{"id": 7, "status": "UNDELIV"}"#,
+                200,
+            ),
+            (
+                "POST",
+                "dlr",
+                json_type,
+                r#"{"id": "p1", "status": "hush"}"#,
+                400,
+            ),
+            ("POST", "dlr", json_type, "{oops", 400),
+            ("PUT", "dlr", json_type, "{}", 405),
+        ];
+        for (method, path, kind, body, status) in cases {
+            let request = WebhookRequest {
+                method: method.into(),
+                path: path.into(),
+                headers: vec![("content-type".into(), kind.into())],
+                body: body.as_bytes().to_vec(),
+                ..Default::default()
+            };
+            let answer = transport.webhook(request).await;
+            assert_eq!(answer.status, status, "{method} {path} {body}");
+        }
+        let unknown = WebhookRequest {
+            method: "POST".into(),
+            path: "other".into(),
+            ..Default::default()
+        };
+        assert_eq!(transport.webhook(unknown).await.status, 404);
+
+        let inbound: Vec<_> = host.inbound().all().into_iter().map(|(_, m)| m).collect();
+        assert_eq!(inbound.len(), 2);
+        assert_eq!(inbound[0].from_addr.as_deref(), Some("+27"));
+        assert_eq!(inbound[0].to_addr.as_deref(), Some("123"));
+        assert_eq!(inbound[0].content.as_deref(), Some("hi"));
+        assert_eq!(inbound[0].transport_name, "ch");
+        assert_eq!(inbound[1].content.as_deref(), Some("form"));
+        let reports: Vec<_> = host.reports().all().into_iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            reports
+                .iter()
+                .map(|r| (r.provider_message_id.as_str(), r.status))
+                .collect::<Vec<_>>(),
+            [
+                ("p1", DeliveryStatus::Delivered),
+                ("7", DeliveryStatus::Failed)
+            ]
+        );
+        let warnings: Vec<_> = host
+            .logs()
+            .all()
+            .into_iter()
+            .map(|(_, record)| record)
+            .filter(|record| record.level == LogLevel::Warning)
+            .collect();
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        let logged = format!("{warnings:?}");
+        assert!(
+            !logged.contains("hush"),
+            "a secret reached the log: {logged}"
+        );
+        transport.stop().await;
+    });
+}

@@ -250,9 +250,9 @@ impl HttpTransport {
             return bad_webhook(ctx, redactor, request, &reason);
         };
         ctx.log(
-            LogRecord::debug(format!(
+            LogRecord::debug(redactor.text(&format!(
                 "Delivery report for provider id {provider_id}: {raw_status}"
-            ))
+            )))
             .going(Direction::Inbound)
             .with_trace(web::webhook_trace(redactor, request)),
         );
@@ -267,9 +267,9 @@ impl HttpTransport {
         match ctx.delivery_report(report).await {
             ReportOutcome::Matched(id) => WebhookResponse::json(200, &json!({ "message_id": id })),
             ReportOutcome::Unmatched => {
-                ctx.log(LogRecord::info(format!(
+                ctx.log(LogRecord::info(redactor.text(&format!(
                     "Delivery report for unknown provider id {provider_id} dropped"
-                )));
+                ))));
                 WebhookResponse::json(200, &json!({ "message_id": null }))
             }
             ReportOutcome::Failed => {

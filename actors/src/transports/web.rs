@@ -535,6 +535,18 @@ pub fn bad_webhook(
     request: &WebhookRequest,
     reason: &str,
 ) -> WebhookResponse {
+    refuse_webhook(ctx, redactor, request, 400, reason)
+}
+
+/// Refuses a webhook request with `status` (401 for a missing or wrong token, say); like
+/// [`bad_webhook`] otherwise.
+pub fn refuse_webhook(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    request: &WebhookRequest,
+    status: u16,
+    reason: &str,
+) -> WebhookResponse {
     // The reason may quote the payload (an unknown status, say): mask it like the trace.
     let reason = redactor.text(reason);
     let reason = reason.as_str();
@@ -550,10 +562,31 @@ pub fn bad_webhook(
         .header("content-type")
         .is_some_and(|kind| kind.to_ascii_lowercase().contains("json"));
     if wants_json {
-        WebhookResponse::json(400, &json!({ "error": reason }))
+        WebhookResponse::json(status, &json!({ "error": reason }))
     } else {
-        WebhookResponse::text(400, reason)
+        WebhookResponse::text(status, reason)
     }
+}
+
+/// Whether `request` carries `token`: as `Authorization: Bearer <token>`, an
+/// `X-Webhook-Token` header or a `token` query parameter. Compared in constant time.
+pub fn has_token(request: &WebhookRequest, token: &str) -> bool {
+    let same = |given: &str| {
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    };
+    let bearer = request
+        .header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let header = request.header("x-webhook-token");
+    let query = url::form_urlencoded::parse(request.query.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned());
+    bearer.is_some_and(same) || header.is_some_and(same) || query.as_deref().is_some_and(same)
 }
 
 /// The trace of a webhook request, for the channel log.

@@ -85,6 +85,10 @@ pub struct HttpConfig {
     /// The `transport_type` of inbound messages (default `sms`).
     #[serde(default)]
     pub transport_type: Option<String>,
+    /// When set, the webhooks take only requests that carry it (`Authorization: Bearer …`,
+    /// an `X-Webhook-Token` header or a `token` query parameter); others get 401. Never logged.
+    #[serde(default)]
+    pub webhook_token: Option<Password>,
 }
 
 /// Credentials for the provider.
@@ -233,6 +237,8 @@ pub struct HttpSettings {
     pub dlr_statuses: BTreeMap<String, DeliveryStatus>,
     /// `transport_type` of inbound messages.
     pub transport_type: String,
+    /// The token webhooks must carry, if any.
+    pub webhook_token: Option<Password>,
 }
 
 /// Header names whose configured values are secrets (masked in the channel log).
@@ -311,6 +317,12 @@ impl HttpConfig {
                 secrets.push(value.clone());
             }
             headers.push((name, value));
+        }
+        if let Some(token) = &self.webhook_token {
+            if token.reveal().is_empty() {
+                return Err(ConfigError::new("webhook_token", "must not be empty"));
+            }
+            secrets.push(token.reveal().to_owned());
         }
         let auth = match self.auth {
             None | Some(Value::Null) => None,
@@ -416,6 +428,7 @@ impl HttpConfig {
             dlr_fields,
             dlr_statuses,
             transport_type: self.transport_type.unwrap_or_else(|| "sms".to_owned()),
+            webhook_token: self.webhook_token,
         })
     }
 }

@@ -19,7 +19,8 @@
 //! | delivery report (provider → Junebug) | `POST` or `GET /channels/{id}/inbound/dlr`, JSON or form fields named by `dlr_fields`; the status mapped through `dlr_statuses` | 200 once the report is recorded as `delivery_succeeded`/`failed`/`pending` of its message (or known to match none); 400 for a missing field or an unknown status; 503 when it cannot be recorded |
 //!
 //! JSON field names may be dotted paths (`message.text`). Any other webhook path answers 404,
-//! any other method 405.
+//! any other method 405. With `webhook_token` set, a webhook request without it (as
+//! `Authorization: Bearer …`, `X-Webhook-Token` or `?token=`) answers 401 and is logged.
 //!
 //! # Status events
 //!
@@ -39,7 +40,7 @@ use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
 use crate::transports::parse_config;
-use crate::transports::web::{self, bad_webhook, dotted, scalar_text, Health};
+use crate::transports::web::{self, bad_webhook, dotted, refuse_webhook, scalar_text, Health};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
 pub mod config;
@@ -155,9 +156,16 @@ impl Transport for HttpTransport {
         if !matches!(request.method.as_str(), "GET" | "POST") {
             return WebhookResponse::text(405, "use POST (or GET)");
         }
+        let redactor = &self.settings.redactor;
+        if let Some(token) = &self.settings.webhook_token {
+            if !web::has_token(&request, token.reveal()) {
+                let reason = "missing or wrong webhook token";
+                return refuse_webhook(&ctx, redactor, &request, 401, reason);
+            }
+        }
         let fields = match Fields::of(&request) {
             Ok(fields) => fields,
-            Err(reason) => return bad_webhook(&ctx, &self.settings.redactor, &request, &reason),
+            Err(reason) => return bad_webhook(&ctx, redactor, &request, &reason),
         };
         match request.path.as_str() {
             "mo" => self.mo(&ctx, &request, &fields).await,

@@ -323,3 +323,51 @@ fn webhooks() {
         transport.stop().await;
     });
 }
+
+/// With `webhook_token`, only requests carrying it are taken; the others get 401 and a
+/// warning, and the token never reaches the log.
+#[test]
+fn webhook_token() {
+    use crate::transports::testkit::{run_local, RecordingHost};
+    use crate::webhook::WebhookRequest;
+
+    run_local(|| async {
+        let host = RecordingHost::new();
+        let (ctx, _failures) = host.context("ch");
+        let transport = super::HttpType
+            .build(
+                "ch",
+                &json!({"url": "http://127.0.0.1:9/", "webhook_token": "w-t0k"}),
+            )
+            .unwrap();
+        transport.start(ctx).await.unwrap();
+        let request = |query: &str, headers: Vec<(&str, &str)>| WebhookRequest {
+            method: "POST".into(),
+            path: "mo".into(),
+            query: format!("from=%2B27&{query}"),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        let cases = [
+            (request("", vec![]), 401),
+            (request("token=wrong", vec![]), 401),
+            (request("token=w-t0k", vec![]), 200),
+            (request("", vec![("authorization", "Bearer w-t0k")]), 200),
+            (request("", vec![("x-webhook-token", "w-t0k")]), 200),
+            (request("", vec![("x-webhook-token", "w-t0")]), 401),
+        ];
+        for (i, (request, status)) in cases.into_iter().enumerate() {
+            assert_eq!(transport.webhook(request).await.status, status, "case {i}");
+        }
+        assert_eq!(host.inbound().len(), 3);
+        let logged = format!("{:?}", host.logs().all());
+        assert!(!logged.contains("w-t0k"), "{logged}");
+        assert_eq!(
+            error(json!({"url": "http://x/", "webhook_token": ""})).key,
+            "webhook_token"
+        );
+    });
+}

@@ -46,6 +46,9 @@ pub const MASK: &str = "********";
 /// How much of a provider's body a rejection reason quotes.
 const EXCERPT: usize = 200;
 
+/// How much of a provider's answer is read (the rest is dropped unread).
+const MAX_BODY: usize = 1 << 20;
+
 /// How much of a body the channel log keeps.
 const LOGGED_BODY: usize = 4096;
 
@@ -288,7 +291,16 @@ pub async fn exchange(
                 )
             })
             .collect();
-        let body = response.bytes().await?.to_vec();
+        // A provider's answer is small; a huge one is cut rather than held whole.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            let room = MAX_BODY.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= MAX_BODY {
+                break;
+            }
+        }
         Ok::<_, reqwest::Error>(ProviderResponse {
             status,
             headers,

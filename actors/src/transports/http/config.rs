@@ -13,8 +13,9 @@ use crate::transport::ConfigError;
 use crate::transports::web::{Auth, Method, OutcomeRules, ProviderRequest, Redactor};
 use crate::transports::{seconds, Password};
 
-/// An `http` channel's `config` object. Every key but `url` is optional.
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+/// An `http` channel's `config` object. Every key but `url` is optional. No `Debug`: it
+/// holds credentials in plain JSON (`auth`, `headers`); [`HttpSettings`] masks them.
+#[derive(Deserialize, Clone, Default, PartialEq)]
 pub struct HttpConfig {
     /// The provider's send URL, a template: `{to}`, `{from}`, `{content}`, `{message_id}`,
     /// `{reply_to}` and `{channel_id}` are replaced by the message's values, percent-encoded.
@@ -206,8 +207,8 @@ pub enum Body {
     None,
 }
 
-/// A validated `http` config.
-#[derive(Clone, Debug)]
+/// A validated `http` config. Its `Debug` shows header names only (values may be keys).
+#[derive(Clone)]
 pub struct HttpSettings {
     /// The URL template.
     pub url: Template,
@@ -239,6 +240,22 @@ pub struct HttpSettings {
     pub transport_type: String,
     /// The token webhooks must carry, if any.
     pub webhook_token: Option<Password>,
+}
+
+impl std::fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("HttpSettings")
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("body", &self.body)
+            .field("header_names", &header_names)
+            .field("auth", &self.auth)
+            .field("message_id_field", &self.message_id_field)
+            .field("rules", &self.rules)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Header names whose configured values are secrets (masked in the channel log).

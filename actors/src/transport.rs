@@ -265,6 +265,7 @@ impl TransportRegistry {
         let mut registry = TransportRegistry::default();
         registry.register(crate::transports::africastalking::AfricasTalkingType);
         registry.register(crate::transports::dmark::DmarkType);
+        registry.register(crate::transports::http::HttpType);
         registry.register(crate::transports::irc::IrcType);
         registry.register(crate::transports::smpp::SmppType);
         registry.register(crate::transports::telnet::TelnetType);

@@ -2,6 +2,7 @@
 //!
 //! - [`africastalking`]: Africa's Talking USSD (sessions over HTTP callbacks, CON/END).
 //! - [`dmark`]: DMARK Mobile USSD over HTTP (vumi's `DmarkUssdTransport`).
+//! - [`http`]: a generic HTTP SMS aggregator, described by its config.
 //! - [`irc`]: an IRC bot in channels and private messages.
 //! - [`smpp`]: an SMPP 3.4 ESME for SMS and USSD.
 //! - [`telnet`]: a telnet server; each connected client is an address (the getting-started
@@ -10,6 +11,8 @@
 //! - [`ussd_http`]: what the synchronous USSD-over-HTTP types share: sessions, the webhook
 //!   that waits for the application's reply, timeout and fallback.
 //! - [`tls`]: TLS to a provider's server, for the types that dial out.
+//! - [`web`]: the HTTP core every HTTP provider's type shares (client, channel-log traces,
+//!   outcome rules, provider health, webhook errors).
 //! - `testkit` (tests, or the `testkit` feature): the shared harness for transport and
 //!   actor tests.
 //!
@@ -35,12 +38,14 @@ use crate::transport::{ConfigError, TransportContext};
 
 pub mod africastalking;
 pub mod dmark;
+pub mod http;
 pub mod irc;
 pub mod reconnect;
 pub mod smpp;
 pub mod telnet;
 pub mod tls;
 pub mod ussd_http;
+pub mod web;
 pub mod xmpp;
 
 #[cfg(any(test, feature = "testkit"))]

@@ -1,0 +1,409 @@
+//! The `http` channel type against a scripted aggregator: a real HTTP server on 127.0.0.1
+//! that records every request and answers as the test says (by default 200 with a provider
+//! id). Sending, retries, throttling, rejection, inbound and delivery-report webhooks, and a
+//! bad webhook payload.
+#[macro_use]
+mod common;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use common::logs::{eventually, message_logs, text};
+use common::{Api, Backend, CallbackServer, Daemon, Deployment, WAIT};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// The bearer token of these tests' aggregator.
+const TOKEN: &str = "sekrit-T0KEN";
+
+/// A request the aggregator received.
+#[derive(Debug, Clone)]
+struct Request {
+    method: String,
+    /// Path and query.
+    uri: String,
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    at: Instant,
+}
+
+/// An answer the aggregator gives.
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+}
+
+/// A scripted aggregator: answers from its script in order, then 200 `{"data": {"id":
+/// "prov-N"}}` with N counting from 1 over all requests.
+struct Aggregator {
+    url: String,
+    rx: mpsc::UnboundedReceiver<Request>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Aggregator {
+    async fn start() -> Aggregator {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let script: Arc<Mutex<VecDeque<Answer>>> = Arc::default();
+        let counter = Arc::new(AtomicU32::new(0));
+        let answers = script.clone();
+        let server = HttpServer::new(move || {
+            let (tx, answers, counter) = (tx.clone(), answers.clone(), counter.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let answer = answers.lock().unwrap().pop_front().unwrap_or(Answer {
+                    status: 200,
+                    headers: vec![],
+                    body: json!({"data": {"id": format!("prov-{n}")}}).to_string(),
+                });
+                let header = |name: &str| {
+                    req.headers()
+                        .get(name)
+                        .map(|v| v.to_str().unwrap().to_owned())
+                };
+                let _ = tx.send(Request {
+                    method: req.method().to_string(),
+                    uri: req.uri().to_string(),
+                    authorization: header("authorization"),
+                    content_type: header("content-type"),
+                    body: body.to_vec(),
+                    at: Instant::now(),
+                });
+                async move {
+                    let mut response = HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(answer.status).unwrap(),
+                    );
+                    for (name, value) in answer.headers {
+                        response.insert_header((name, value));
+                    }
+                    response.content_type("application/json").body(answer.body)
+                }
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr: SocketAddr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Aggregator {
+            url: format!("http://{addr}"),
+            rx,
+            script,
+            handle,
+        }
+    }
+
+    /// The next answers, in order.
+    fn script(&self, answers: Vec<Answer>) {
+        self.script.lock().unwrap().extend(answers);
+    }
+
+    /// The next request, or a panic after [`WAIT`].
+    async fn next(&mut self) -> Request {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("no request reached the aggregator in time")
+            .expect("aggregator gone")
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+fn answer(status: u16, headers: Vec<(&'static str, String)>, body: Value) -> Answer {
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// A daemon with one `http` channel on a scripted aggregator, and an application server.
+struct Setup {
+    _deployment: Deployment,
+    _daemon: Daemon,
+    api: Api,
+    app: CallbackServer,
+    /// The channel's status_url, apart so that waiting for events skips no status.
+    statuses: CallbackServer,
+    aggregator: Aggregator,
+    channel: String,
+}
+
+impl Setup {
+    /// A JSON API with bearer auth; `extra` config keys on top.
+    async fn new(backend: Backend, extra: Value) -> Setup {
+        let deployment = Deployment::new(backend);
+        let daemon = deployment.start();
+        let api = Api::new(&daemon.url);
+        let app = CallbackServer::start().await;
+        let statuses = CallbackServer::start().await;
+        let aggregator = Aggregator::start().await;
+        let mut config = json!({
+            "url": format!("{}/v1/sms?to={{to}}", aggregator.url),
+            "json_body": {"to": "{to}", "from": "{from}", "text": "{content}",
+                          "reference": "{message_id}"},
+            "auth": {"type": "bearer", "token": TOKEN},
+            "message_id_field": "data.id",
+            "retry_delay": 0.1,
+            "dlr_fields": {"message_id": "msg_id", "status": "state"},
+            "dlr_statuses": {"DELIVRD": "delivered", "UNDELIV": "failed", "ENROUTE": "pending"},
+            "mo_fields": {"from": "msisdn", "to": "shortcode", "content": "text",
+                          "message_id": "msg_id"},
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            config[key] = value.clone();
+        }
+        let channel = api
+            .create_channel(json!({
+                "type": "http",
+                "config": config,
+                "mo_url": format!("{}/mo", app.url),
+                "status_url": format!("{}/status", statuses.url),
+            }))
+            .await;
+        Setup {
+            _deployment: deployment,
+            _daemon: daemon,
+            api,
+            app,
+            statuses,
+            aggregator,
+            channel,
+        }
+    }
+
+    /// Sends "hello" to +27820001234 (events to the app); the message id.
+    async fn send(&self) -> String {
+        let body = json!({"to": "+27820001234", "from": "JB", "content": "hello",
+                          "event_url": format!("{}/events", self.app.url)});
+        let (status, env) = self
+            .api
+            .post(&format!("/channels/{}/messages/", self.channel), body)
+            .await;
+        assert_eq!(status, 201, "{env}");
+        env["result"]["message_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The next event posted to event_url.
+    async fn event(&mut self) -> Value {
+        self.app.next_on("/events").await.body
+    }
+
+    /// A provider's webhook request: `path` under the channel's inbound prefix.
+    async fn webhook(&self, path: &str, content_type: &str, body: &str) -> (u16, String) {
+        let url = format!("{}/channels/{}/inbound/{path}", self.api.base, self.channel);
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+both_backends! {
+/// A message goes to the aggregator as configured (method, URL with the encoded number,
+/// bearer token, JSON body), becomes `submitted`, and the aggregator's delivery report for
+/// the id it gave becomes `delivery_succeeded` on the message's event_url. The channel log
+/// has the exchange without the token.
+async fn send_then_delivery_report(backend) {
+    let mut s = Setup::new(backend, json!({})).await;
+    let id = s.send().await;
+
+    let request = s.aggregator.next().await;
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.uri, "/v1/sms?to=%2B27820001234");
+    assert_eq!(request.authorization.as_deref(), Some(&*format!("Bearer {TOKEN}")));
+    assert_eq!(request.content_type.as_deref(), Some("application/json"));
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"to": "+27820001234", "from": "JB", "text": "hello", "reference": id})
+    );
+
+    let submitted = s.event().await;
+    assert_eq!(submitted["event_type"], "submitted", "{submitted}");
+    assert_eq!(submitted["message_id"], json!(id));
+
+    let (status, answer) = s
+        .webhook("dlr", "application/json", r#"{"msg_id": "prov-1", "state": "DELIVRD"}"#)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let delivered = s.event().await;
+    assert_eq!(delivered["event_type"], "delivery_succeeded", "{delivered}");
+    assert_eq!(delivered["message_id"], json!(id));
+    assert_eq!(delivered["event_details"]["provider_status"], "DELIVRD");
+
+    let entries = eventually("the provider exchange is logged", || async {
+        let entries = message_logs(&s.api, &s.channel, &id).await;
+        let logged = entries.iter().any(|e| e["trace"]["method"] == "POST")
+            && entries.iter().any(|e| e["trace"]["status"] == 200);
+        logged.then_some(entries)
+    })
+    .await;
+    let all = Value::Array(entries).to_string();
+    assert!(!all.contains(TOKEN), "the token leaked into the channel log: {all}");
+}
+}
+
+/// A 5xx answer is retried; the message is submitted once, after the retry. The channel's
+/// `http` status goes `degraded` after the failure and `ok` again after the success.
+#[actix_rt::test]
+async fn provider_errors_are_retried_and_submitted_once() {
+    let mut s = Setup::new(Backend::Embedded, json!({"degraded_after": 1})).await;
+    s.aggregator
+        .script(vec![answer(503, vec![], json!({"error": "maintenance"}))]);
+    let id = s.send().await;
+    let first = s.aggregator.next().await;
+    let second = s.aggregator.next().await;
+    assert_eq!(first.body, second.body, "the same message is sent again");
+
+    let submitted = s.event().await;
+    assert_eq!(submitted["event_type"], "submitted");
+    assert_eq!(submitted["message_id"], json!(id));
+
+    let mut seen = Vec::new();
+    while !seen.iter().any(|s: &Value| s["type"] == "provider_ok") {
+        let status = s.statuses.next().await.body;
+        assert_eq!(status["component"], "http", "{status}");
+        seen.push(status);
+    }
+    let degraded = seen
+        .iter()
+        .find(|s| s["type"] == "provider_failing")
+        .expect("degraded before ok again");
+    assert_eq!(degraded["status"], "degraded");
+    assert!(
+        degraded["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{degraded}"
+    );
+    s.app.assert_quiet(Duration::from_millis(300)).await;
+}
+
+/// A 429 with `Retry-After: 1` pauses the channel for about a second; then the message goes
+/// out and is submitted.
+#[actix_rt::test]
+async fn throttling_pauses_the_channel() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.aggregator.script(vec![answer(
+        429,
+        vec![("Retry-After", "1".into())],
+        json!({"error": "slow down"}),
+    )]);
+    let id = s.send().await;
+    let first = s.aggregator.next().await;
+    let second = s.aggregator.next().await;
+    let waited = second.at - first.at;
+    assert!(
+        waited >= Duration::from_millis(900),
+        "resent after {waited:?}"
+    );
+    let submitted = s.event().await;
+    assert_eq!(
+        (
+            submitted["event_type"].as_str(),
+            submitted["message_id"].as_str()
+        ),
+        (Some("submitted"), Some(id.as_str()))
+    );
+}
+
+/// A 4xx answer rejects the message, naming the status and what the aggregator said.
+#[actix_rt::test]
+async fn client_errors_reject_the_message() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    s.aggregator.script(vec![answer(
+        400,
+        vec![],
+        json!({"error": "invalid number"}),
+    )]);
+    let id = s.send().await;
+    s.aggregator.next().await;
+    let rejected = s.event().await;
+    assert_eq!(rejected["event_type"], "rejected", "{rejected}");
+    assert_eq!(rejected["message_id"], json!(id));
+    let reason = rejected["event_details"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HTTP 400") && reason.contains("invalid number"),
+        "{reason}"
+    );
+}
+
+/// An inbound form post on the `mo` webhook reaches mo_url with the configured fields
+/// mapped; the aggregator gets our message id back.
+#[actix_rt::test]
+async fn inbound_messages_reach_the_app() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let (status, answer) = s
+        .webhook(
+            "mo",
+            "application/x-www-form-urlencoded",
+            "msisdn=%2B27820001234&shortcode=12345&text=hi+there&msg_id=in-9",
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let ours: Value = serde_json::from_str(&answer).unwrap();
+    let mo = s.app.next_on("/mo").await.body;
+    assert_eq!(mo["message_id"], ours["message_id"]);
+    assert_eq!(mo["from"], "+27820001234");
+    assert_eq!(mo["to"], "12345");
+    assert_eq!(mo["content"], "hi there");
+    assert_eq!(mo["channel_id"], json!(s.channel));
+    assert_eq!(mo["channel_data"]["http"]["provider_message_id"], "in-9");
+}
+
+/// A webhook payload that cannot be used gets 400 and a warning in the channel log; nothing
+/// reaches the application.
+#[actix_rt::test]
+async fn bad_webhook_payloads_are_refused_and_logged() {
+    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let (status, answer) = s.webhook("dlr", "application/json", "{not json").await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = s
+        .webhook(
+            "dlr",
+            "application/json",
+            r#"{"msg_id": "prov-1", "state": "WHAT"}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("unknown delivery status"), "{answer}");
+    let (status, answer) = s
+        .webhook("mo", "application/x-www-form-urlencoded", "text=no+sender")
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    let api = &s.api;
+    let channel = &s.channel;
+    eventually("the refusals are logged as warnings", || async {
+        let (status, env) = api.get(&format!("/channels/{channel}/logs?n=50")).await;
+        assert_eq!(status, 200, "{env}");
+        let refused = env["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["level"] == 30 && text(e).contains("Refused a webhook request"))
+            .count();
+        (refused == 3).then_some(())
+    })
+    .await;
+    s.app.assert_quiet(Duration::from_millis(300)).await;
+}

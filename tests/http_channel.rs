@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use common::logs::{eventually, message_logs, text};
-use common::{Api, Backend, CallbackServer, Daemon, Deployment, WAIT};
+use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment, WAIT};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -134,12 +134,17 @@ fn answer(status: u16, headers: Vec<(&'static str, String)>, body: Value) -> Ans
 struct Setup {
     _deployment: Deployment,
     _daemon: Daemon,
-    api: Api,
-    app: CallbackServer,
+    chan: AppChannel,
     /// The channel's status_url, apart so that waiting for events skips no status.
     statuses: CallbackServer,
     aggregator: Aggregator,
-    channel: String,
+}
+
+app_channel_setup!(Setup);
+
+/// What the tests send: "hello" to +27820001234.
+fn hello() -> Value {
+    json!({"to": "+27820001234", "from": "JB", "content": "hello"})
 }
 
 impl Setup {
@@ -177,29 +182,10 @@ impl Setup {
         Setup {
             _deployment: deployment,
             _daemon: daemon,
-            api,
-            app,
+            chan: AppChannel { api, app, channel },
             statuses,
             aggregator,
-            channel,
         }
-    }
-
-    /// Sends "hello" to +27820001234 (events to the app); the message id.
-    async fn send(&self) -> String {
-        let body = json!({"to": "+27820001234", "from": "JB", "content": "hello",
-                          "event_url": format!("{}/events", self.app.url)});
-        let (status, env) = self
-            .api
-            .post(&format!("/channels/{}/messages/", self.channel), body)
-            .await;
-        assert_eq!(status, 201, "{env}");
-        env["result"]["message_id"].as_str().unwrap().to_owned()
-    }
-
-    /// The next event posted to event_url.
-    async fn event(&mut self) -> Value {
-        self.app.next_on("/events").await.body
     }
 
     /// A provider's webhook request: `path` under the channel's inbound prefix.
@@ -223,7 +209,7 @@ both_backends! {
 /// has the exchange without the token.
 async fn send_then_delivery_report(backend) {
     let mut s = Setup::new(backend, json!({})).await;
-    let id = s.send().await;
+    let id = s.send(hello()).await;
 
     let request = s.aggregator.next().await;
     assert_eq!(request.method, "POST");
@@ -268,7 +254,7 @@ async fn provider_errors_are_retried_and_submitted_once() {
     let mut s = Setup::new(Backend::Embedded, json!({"degraded_after": 1})).await;
     s.aggregator
         .script(vec![answer(503, vec![], json!({"error": "maintenance"}))]);
-    let id = s.send().await;
+    let id = s.send(hello()).await;
     let first = s.aggregator.next().await;
     let second = s.aggregator.next().await;
     assert_eq!(first.body, second.body, "the same message is sent again");
@@ -308,7 +294,7 @@ async fn throttling_pauses_the_channel() {
         vec![("Retry-After", "1".into())],
         json!({"error": "slow down"}),
     )]);
-    let id = s.send().await;
+    let id = s.send(hello()).await;
     let first = s.aggregator.next().await;
     let second = s.aggregator.next().await;
     let waited = second.at - first.at;
@@ -335,7 +321,7 @@ async fn client_errors_reject_the_message() {
         vec![],
         json!({"error": "invalid number"}),
     )]);
-    let id = s.send().await;
+    let id = s.send(hello()).await;
     s.aggregator.next().await;
     let rejected = s.event().await;
     assert_eq!(rejected["event_type"], "rejected", "{rejected}");

@@ -10,13 +10,12 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use super::{free_port, WAIT};
+use super::{await_listening, free_port, WAIT};
 
 /// Where Debian installs ngIRCd.
 pub const NGIRCD: &str = "/usr/sbin/ngircd";
@@ -138,23 +137,9 @@ impl Ircd {
             .spawn()
             .expect("ngircd starts");
         let child = self.child.insert(child);
-        let deadline = tokio::time::Instant::now() + WAIT;
         // Both ports open together, once the TLS setup (DH parameters) is done.
         let last_port = self.tls_port.unwrap_or(self.port);
-        loop {
-            if TcpStream::connect(("127.0.0.1", last_port)).await.is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("ngircd exited at start: {status}");
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "ngircd did not listen on {last_port} in time"
-            );
-            // Nothing to wait on but the port itself: poll it, as a client would retry.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        await_listening(child, "ngircd", last_port, String::new).await;
     }
 
     /// Kills the server (every connection drops at once).

@@ -11,10 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::net::TcpStream;
 use tokio_xmpp::connect::DnsConfig;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::jid::{BareJid, Jid};
@@ -28,7 +26,7 @@ use tokio_xmpp::parsers::stanza::Stanza;
 use tokio_xmpp::xmlstream::Timeouts;
 use tokio_xmpp::{Client, Event};
 
-use super::{free_port, WAIT};
+use super::{await_listening, free_port, WAIT};
 
 /// Where Debian installs Prosody.
 pub const PROSODY: &str = "/usr/bin/prosody";
@@ -138,24 +136,10 @@ impl Prosody {
             .stderr(Stdio::null())
             .spawn()
             .expect("prosody starts");
+        let log_file = self.dir.path().join("prosody.log");
+        let log = move || std::fs::read_to_string(&log_file).unwrap_or_default();
         let child = self.child.insert(child);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("prosody exited at start: {status}\n{}", self.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "prosody did not listen on {} in time\n{}",
-                self.port,
-                self.log()
-            );
-            // Nothing to wait on but the port itself: poll it, as a client would retry.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        await_listening(child, "prosody", self.port, log).await;
     }
 
     /// Kills the server (every connection drops at once).

@@ -1,7 +1,7 @@
 //! The `irc` channel type against a real IRC server we did not write (ngIRCd, see
 //! `common::ircd`), with a person on it played by a raw IRC client: talk in a channel (to
 //! the bot by name, or not), private messages, replies, long texts and actions, a server
-//! password, a server restart.
+//! password, a server restart, a kick.
 #[macro_use]
 mod common;
 
@@ -175,6 +175,34 @@ async fn the_channel_reconnects_and_rejoins_after_a_server_restart() {
     assert_eq!(dave.privmsg(BOT, "#test").await, "back again");
     dave.say("#test", "junebug, welcome back").await;
     assert_eq!(s.mo().await["content"], "welcome back");
+}
+
+/// Kicked out of a channel, the bot says so (`degraded`/`kicked`), joins again after
+/// `rejoin_delay`, says it is back (`ok`/`rejoined`) and hears the channel again.
+#[actix_rt::test]
+async fn a_kicked_channel_is_rejoined() {
+    let ircd = Ircd::start().await;
+    // Erin makes the channel, so she is its operator and may kick.
+    let mut erin = IrcUser::connect(ircd.port, "erin", None).await;
+    erin.join("#ops").await;
+    let extra = json!({"channels": ["#ops"], "rejoin_delay": 0.2});
+    let mut s = Setup::new(Backend::Embedded, ircd, extra).await;
+    erin.wait_for_join("#ops", BOT).await;
+
+    erin.send(&format!("KICK #ops {BOT} :out you go")).await;
+    let kicked = s.status("kicked").await;
+    assert_eq!(kicked["status"], "degraded", "{kicked}");
+    assert_eq!(kicked["details"]["channel"], "#ops");
+    assert!(
+        kicked["message"].as_str().unwrap().contains("out you go"),
+        "{kicked}"
+    );
+
+    erin.wait_for_join("#ops", BOT).await;
+    let back = s.status("rejoined").await;
+    assert_eq!(back["status"], "ok", "{back}");
+    erin.say("#ops", "junebug: sorry about that").await;
+    assert_eq!(s.mo().await["content"], "sorry about that");
 }
 
 /// A server password goes in the PASS line and never into the channel's log files; a wrong

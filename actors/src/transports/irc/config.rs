@@ -71,6 +71,12 @@ pub struct IrcConfig {
     /// The vumi `transport_type` of inbound messages (default `irc`).
     #[serde(default)]
     pub transport_type: Option<String>,
+    /// Whether to join a channel again after being kicked from it (default true).
+    #[serde(default)]
+    pub rejoin_after_kick: Option<bool>,
+    /// Seconds to wait before that rejoin (default 5).
+    #[serde(default)]
+    pub rejoin_delay: Option<f64>,
 }
 
 /// A validated IRC config.
@@ -100,6 +106,8 @@ pub struct IrcSettings {
     pub response_timeout: Duration,
     /// `transport_type` of inbound messages.
     pub transport_type: String,
+    /// How long after a kick we join that channel again; `None`: we stay out.
+    pub rejoin_after_kick: Option<Duration>,
 }
 
 impl IrcSettings {
@@ -229,6 +237,10 @@ impl IrcConfig {
             ping_interval: seconds("ping_interval", self.ping_interval, 60.0)?,
             response_timeout: seconds("response_timeout", self.response_timeout, 30.0)?,
             transport_type: self.transport_type.unwrap_or_else(|| "irc".to_owned()),
+            rejoin_after_kick: match self.rejoin_after_kick {
+                Some(false) => None,
+                _ => Some(seconds("rejoin_delay", self.rejoin_delay, 5.0)?),
+            },
         })
     }
 }
@@ -261,6 +273,7 @@ mod tests {
         assert_eq!(s.ping_interval, Duration::from_secs(60));
         assert_eq!(s.response_timeout, Duration::from_secs(30));
         assert_eq!(s.transport_type, "irc");
+        assert_eq!(s.rejoin_after_kick, Some(Duration::from_secs(5)));
         let tls = settings(json!({"host": "irc.example", "nickname": "j", "tls": true})).unwrap();
         assert_eq!(tls.port, 6697);
         assert_eq!(tls.tls.unwrap().server_name, "irc.example");
@@ -306,6 +319,8 @@ mod tests {
         assert_eq!(with("realname", json!("")), "realname");
         assert_eq!(with("reconnect_max", json!(0.5)), "reconnect_max");
         assert_eq!(with("ping_interval", json!(-1)), "ping_interval");
+        assert_eq!(with("rejoin_delay", json!(0)), "rejoin_delay");
+        assert_eq!(with("rejoin_after_kick", json!("yes")), "rejoin_after_kick");
         assert_eq!(with("network", json!("other")), "network");
         let bad_name = json!({"host": "h", "nickname": "n", "tls": true,
                               "tls_server_name": "not a name!"});

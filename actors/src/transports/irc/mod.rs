@@ -27,7 +27,11 @@
 //! `down`/`connection_lost` when the connection dies or cannot be opened;
 //! `down`/`registration_failed` (details: `reply`) when the server refuses us (a wrong
 //! password, say); `degraded`/`join_failed` (details: `channel`, `reply`) when a channel
-//! cannot be joined, `degraded`/`kicked` (details: `channel`) when we are kicked out of one.
+//! cannot be joined, `degraded`/`kicked` (details: `channel`) when we are kicked out of one,
+//! and `ok`/`rejoined` (details: `channel`) when we are back in it: unless
+//! `rejoin_after_kick` is false, the channel JOINs again `rejoin_delay` seconds (default 5)
+//! after a kick. A channel that bans us answers that JOIN with 474, reported as
+//! `join_failed`; we do not try again until the next connection.
 //!
 //! # Sending
 //!

@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Map};
@@ -80,6 +81,9 @@ pub struct Link {
     mask: RefCell<Option<String>>,
     /// Channels we are in (canonical names), from the server's echo of our JOINs.
     joined: RefCell<HashSet<String>>,
+    /// Channels we were kicked from and not yet back in (canonical names): joining one
+    /// again clears the `kicked` status.
+    kicked: RefCell<HashSet<String>>,
     /// The last message sent to each target (canonical), so that the server's complaint
     /// about a target lands in that message's log.
     last_sent: RefCell<HashMap<String, String>>,
@@ -216,6 +220,7 @@ pub async fn open(
         nick: RefCell::new(settings.nickname.clone()),
         mask: RefCell::new(None),
         joined: RefCell::new(HashSet::new()),
+        kicked: RefCell::new(HashSet::new()),
         last_sent: RefCell::new(HashMap::new()),
         death: RefCell::new(None),
         dead: Notify::new(),
@@ -399,6 +404,11 @@ async fn handle(link: &Rc<Link>, server: &str, text: &str) {
             link.joined.borrow_mut().insert(canonical(channel));
             link.ctx
                 .log(LogRecord::info(format!("Joined {channel} as {nick}")));
+            if link.kicked.borrow_mut().remove(&canonical(channel)) {
+                let message = format!("Back in {channel} after a kick");
+                let details = Map::from_iter([("channel".to_owned(), json!(channel))]);
+                status(&link.ctx, StatusLevel::Ok, "rejoined", message, details).await;
+            }
         }
         "PART" if from_us => {
             if let Some(channel) = line.param(0) {
@@ -412,12 +422,16 @@ async fn handle(link: &Rc<Link>, server: &str, text: &str) {
         {
             let channel = line.param(0).unwrap_or_default();
             link.joined.borrow_mut().remove(&canonical(channel));
+            link.kicked.borrow_mut().insert(canonical(channel));
             let by = line.nick().unwrap_or_default();
             let reason = line.param(2).unwrap_or_default();
             let message = format!("Kicked from {channel} by {by}: {reason}");
             link.ctx.log(LogRecord::warning(message.clone()));
             let details = Map::from_iter([("channel".to_owned(), json!(channel))]);
             status(&link.ctx, StatusLevel::Degraded, "kicked", message, details).await;
+            if let Some(delay) = link.settings.rejoin_after_kick {
+                rejoin_later(link, channel.to_owned(), delay);
+            }
         }
         "NICK" if from_us => {
             if let Some(new) = line.param(0) {
@@ -459,6 +473,20 @@ async fn handle(link: &Rc<Link>, server: &str, text: &str) {
         }
         _ => {}
     }
+}
+
+/// Joins `channel` again after `delay`, unless the link died or we are back in it by then.
+///
+/// A task of its own so that the reader goes on meanwhile; it holds the link only for the
+/// delay, and a dead link refuses the write.
+fn rejoin_later(link: &Rc<Link>, channel: String, delay: Duration) {
+    let link = link.clone();
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(delay).await;
+        if !link.joined.borrow().contains(&canonical(&channel)) {
+            let _ = link.write(&[Line::new("JOIN", &[&channel])], None).await;
+        }
+    });
 }
 
 /// Whether an error reply is about a channel we were joining (one of ours, not joined yet).

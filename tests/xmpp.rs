@@ -1,6 +1,6 @@
 //! The `xmpp` channel type against a real XMPP server we did not write (Prosody, see
 //! `common::prosody`), with people on it played by tokio-xmpp clients: chats both ways with
-//! delivery receipts, a MUC room, subscription requests, a wrong password, a server restart,
+//! delivery receipts, a MUC room, subscription requests, a wrong password, a server restart, STARTTLS,
 //! and the channel log (every stanza, the password never).
 #[macro_use]
 mod common;
@@ -35,7 +35,11 @@ impl Setup {
     /// A channel for `junebug@localhost` in `lobby`, with `extra` config keys on top; the
     /// accounts `junebug`, `alice` and `bob` exist.
     async fn new(backend: Backend, extra: Value) -> Setup {
-        let prosody = Prosody::start().await;
+        Setup::on(Prosody::start().await, backend, extra).await
+    }
+
+    /// The same on a server of the caller's.
+    async fn on(prosody: Prosody, backend: Backend, extra: Value) -> Setup {
         prosody.register("junebug", BOT_PASSWORD);
         prosody.register("alice", "alicepass");
         prosody.register("bob", "bobpass");
@@ -120,6 +124,39 @@ async fn chats_both_ways_with_delivery_receipts(backend) {
     assert_eq!(kind_of(&s.event().await), (Some("submitted"), Some(fresh.as_str())));
     assert_eq!(kind_of(&s.event().await), (Some("delivery_succeeded"), Some(fresh.as_str())));
 }
+}
+
+/// Where the server offers STARTTLS the channel takes it before logging in, verifying the
+/// server's certificate against `tls_ca_file`; chats then flow as usual. Without that CA the
+/// certificate is not trusted and the channel stays down saying why (no login in the clear).
+#[actix_rt::test]
+async fn starttls_where_the_server_offers_it() {
+    let prosody = Prosody::start_with_tls().await;
+    let ca = prosody.ca_file().display().to_string();
+    let secure = json!({"allow_plaintext": false, "tls_ca_file": ca});
+    let mut s = Setup::on(prosody, Backend::Embedded, secure).await;
+    let connected = s.status("connected").await;
+    assert_eq!(connected["status"], "ok", "{connected}");
+    assert!(s
+        .log_files()
+        .contains("XMPP: TLS established with localhost"));
+    let mut alice = s.person("alice").await;
+    alice.say(BOT, "over TLS").await;
+    assert_eq!(s.mo().await["content"], "over TLS");
+
+    let untrusted = json!({"allow_plaintext": false, "tls_ca_file": null});
+    let mut s = Setup::on(
+        Prosody::start_with_tls().await,
+        Backend::Embedded,
+        untrusted,
+    )
+    .await;
+    let lost = s.status("connection_lost").await;
+    assert_eq!(lost["status"], "down", "{lost}");
+    assert!(
+        lost["message"].as_str().unwrap().contains("certificate"),
+        "{lost}"
+    );
 }
 
 /// Every stanza is in the channel log, tagged with the message it carries; the password

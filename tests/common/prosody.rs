@@ -5,7 +5,10 @@
 //! crates as the channel type, but their high-level client rather than our session).
 //!
 //! Plaintext logins on loopback need `c2s_require_encryption = false` (and, for PLAIN,
-//! `allow_unencrypted_plain_auth`); the server has no certificate, so it offers no STARTTLS.
+//! `allow_unencrypted_plain_auth`); the server has no certificate, so it offers no STARTTLS,
+//! unless started with [`Prosody::start_with_tls`]: then it has a certificate for
+//! `localhost` from a private CA ([`Prosody::ca_file`]) and offers STARTTLS (still allowing
+//! plaintext, for the test clients that cannot trust that CA).
 //! As root, Prosody wants `run_as_root`. Its process is `lua5.4`: it is stopped by its PID.
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,11 +49,27 @@ pub struct Prosody {
     dir: tempfile::TempDir,
     /// Its client port on 127.0.0.1 (kept across restarts).
     pub port: u16,
+    /// With TLS: the CA file that signed the server's certificate.
+    ca_file: Option<PathBuf>,
 }
 
 impl Prosody {
     /// Starts a server with no accounts yet.
     pub async fn start() -> Prosody {
+        Prosody::launch_new(false).await
+    }
+
+    /// Starts a server with no accounts yet that offers STARTTLS.
+    pub async fn start_with_tls() -> Prosody {
+        Prosody::launch_new(true).await
+    }
+
+    /// The CA file that signed the server's certificate (started with TLS).
+    pub fn ca_file(&self) -> &Path {
+        self.ca_file.as_deref().expect("started with TLS")
+    }
+
+    async fn launch_new(tls: bool) -> Prosody {
         assert!(
             Path::new(PROSODY).exists(),
             "{PROSODY} is missing: apt-get install prosody (.ci/run does)"
@@ -61,6 +80,17 @@ impl Prosody {
         }
         let port = free_port();
         let path = |name: &str| dir.path().join(name).display().to_string();
+        let (ca_file, ssl) = if tls {
+            let (ca, key, cert) = super::certificates(&dir.path().join("certs"), DOMAIN);
+            let ssl = format!(
+                "ssl = {{ key = \"{}\"; certificate = \"{}\" }}\n",
+                key.display(),
+                cert.display()
+            );
+            (Some(ca), ssl)
+        } else {
+            (None, String::new())
+        };
         let config = format!(
             "run_as_root = true\n\
              daemonize = false\n\
@@ -74,11 +104,12 @@ impl Prosody {
              http_ports = {{ }}\n\
              https_ports = {{ }}\n\
              modules_disabled = {{ \"s2s\" }}\n\
-             modules_enabled = {{ \"roster\"; \"saslauth\"; \"disco\"; \"ping\"; \"posix\" }}\n\
+             modules_enabled = {{ \"roster\"; \"saslauth\"; \"disco\"; \"ping\"; \"posix\"{tls_module} }}\n\
              c2s_require_encryption = false\n\
              allow_unencrypted_plain_auth = true\n\
              authentication = \"internal_hashed\"\n\
              log = {{ info = \"{log}\" }}\n\
+             {ssl}\
              VirtualHost \"{DOMAIN}\"\n\
              Component \"{MUC}\" \"muc\"\n\
              \tmuc_room_locking = false\n\
@@ -87,6 +118,7 @@ impl Prosody {
             data = path("data"),
             certs = path("certs"),
             log = path("prosody.log"),
+            tls_module = if tls { "; \"tls\"" } else { "" },
         );
         let mut file = std::fs::File::create(dir.path().join("prosody.cfg.lua")).unwrap();
         file.write_all(config.as_bytes()).unwrap();
@@ -94,6 +126,7 @@ impl Prosody {
             child: None,
             dir,
             port,
+            ca_file,
         };
         prosody.launch().await;
         prosody

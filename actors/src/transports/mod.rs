@@ -23,7 +23,7 @@
 //! [`report_status`], how a transport publishes the status of one of its components; and
 //! [`LinkSlot`], where a transport that dials out keeps its current connection for sends to
 //! wait on.
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -177,6 +177,8 @@ pub struct LinkSlot<L> {
     link: RefCell<Option<Rc<L>>>,
     /// Woken when a connection is set.
     connected: Notify,
+    /// Set when the transport stops: a connection that dies then is not reopened.
+    stopping: Cell<bool>,
 }
 
 impl<L> Default for LinkSlot<L> {
@@ -184,6 +186,7 @@ impl<L> Default for LinkSlot<L> {
         LinkSlot {
             link: RefCell::new(None),
             connected: Notify::new(),
+            stopping: Cell::new(false),
         }
     }
 }
@@ -198,6 +201,16 @@ impl<L: Liveness> LinkSlot<L> {
     /// The connection is gone.
     pub fn clear(&self) {
         self.link.borrow_mut().take();
+    }
+
+    /// The transport is stopping.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+    }
+
+    /// Whether the transport is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopping.get()
     }
 
     /// The current connection, dead or alive.

@@ -2,16 +2,29 @@
 //! (IRC, SMPP, XMPP): open it, report it up, run it until it dies, report it lost, wait a
 //! backoff, open it again — until the transport stops. Each type says what opening, running
 //! and reporting mean for it through [`Dialer`]; the loop and its rules live here once.
+//!
+//! A type with one connection per channel (IRC, XMPP) also keeps it in a [`LinkSlot`] and
+//! runs it through a [`Connection`]: starting the loop, handing sends the live connection,
+//! stopping. (SMPP keeps several binds per channel and manages them itself.)
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use crate::message::StatusLevel;
 use crate::supervisor::Backoff;
-use crate::transport::ConfigError;
-use crate::transports::seconds;
+use crate::transport::{ConfigError, SendError, TaskHandle, TransportContext, TransportError};
+use crate::transports::{seconds, LinkSlot, Liveness};
+
+/// How long a send waits for a connection before its message is put back for later.
+const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(5);
+
+/// When a send that could not go out is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The backoff of config keys `reconnect_initial` (seconds, default 1) and `reconnect_max`
 /// (default 60, not below the initial delay), shared by the channel types that dial out.
@@ -121,6 +134,93 @@ pub async fn keep_connected<D: Dialer>(dialer: &D) {
         }
         failures += 1;
         tokio::time::sleep(backoff.delay(failures)).await;
+    }
+}
+
+/// A [`Dialer`] with one connection, kept in a [`LinkSlot`] that sends use.
+pub trait Linked: Dialer {
+    /// The connection as sends use it.
+    type Conn: Liveness;
+
+    /// Where the dialer keeps the connection while it is up.
+    fn slot(&self) -> &LinkSlot<Self::Conn>;
+}
+
+/// The connection of a transport with one connection per channel, while started: the
+/// dialer, shared by the task that keeps the connection up and by sends.
+pub struct Connection<D> {
+    running: RefCell<Option<(Rc<D>, TaskHandle)>>,
+}
+
+impl<D> Default for Connection<D> {
+    fn default() -> Self {
+        Connection {
+            running: RefCell::new(None),
+        }
+    }
+}
+
+impl<D: Linked + 'static> Connection<D> {
+    /// Starts keeping `dialer`'s connection up, on the channel's arbiter.
+    pub fn start(&self, ctx: &TransportContext, dialer: D) -> Result<(), TransportError> {
+        if self.running.borrow().is_some() {
+            return Err(TransportError(format!(
+                "the {} transport is already running",
+                dialer.protocol()
+            )));
+        }
+        let dialer = Rc::new(dialer);
+        let looping = dialer.clone();
+        let task = ctx.spawn("the connection", async move {
+            keep_connected(&*looping).await;
+            Ok(())
+        });
+        *self.running.borrow_mut() = Some((dialer, task));
+        Ok(())
+    }
+
+    /// The current connection, dead or alive, if started.
+    pub fn current(&self) -> Option<Rc<D::Conn>> {
+        let running = self.running.borrow();
+        running
+            .as_ref()
+            .and_then(|(dialer, _)| dialer.slot().current())
+    }
+
+    /// The live connection for a send, waiting a few seconds for one; else the send is to
+    /// be tried again later.
+    pub async fn for_send(&self) -> Result<Rc<D::Conn>, SendError> {
+        let dialer = self.running.borrow().as_ref().map(|(d, _)| d.clone());
+        let Some(dialer) = dialer else {
+            return Err(retry_send("the transport is not running".into()));
+        };
+        let protocol = dialer.protocol();
+        dialer
+            .slot()
+            .wait_live(WAIT_FOR_CONNECTION)
+            .await
+            .ok_or_else(|| retry_send(format!("not connected to the {protocol} server")))
+    }
+
+    /// Stops: a connection that dies from now on is not reopened; the live one, if any, is
+    /// handed to `close` (say goodbye to the server), then the loop is ended.
+    pub async fn stop<F: AsyncFnOnce(Rc<D::Conn>)>(&self, close: F) {
+        let Some((dialer, task)) = self.running.borrow_mut().take() else {
+            return;
+        };
+        dialer.slot().stop();
+        if let Some(link) = dialer.slot().current() {
+            close(link).await;
+        }
+        drop(task);
+    }
+}
+
+/// A send that could not go out now: to be tried again after [`RETRY_AFTER`].
+pub fn retry_send(reason: String) -> SendError {
+    SendError::Retry {
+        reason,
+        after: RETRY_AFTER,
     }
 }
 

@@ -40,9 +40,7 @@
 //! `submitted` once its lines are written to the server: IRC acknowledges nothing, so no
 //! provider id; a server's later complaint about the target (no such nick, cannot send to
 //! channel) is logged against the message. Each IRC line costs one rate-limit token.
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -50,10 +48,9 @@ use serde_json::{json, Map, Value};
 use crate::message::{Message, StatusLevel};
 use crate::supervisor::Backoff;
 use crate::transport::{
-    ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
-    TransportError,
+    ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
-use crate::transports::reconnect::{keep_connected, Dialer, Report, Run};
+use crate::transports::reconnect::{retry_send, Connection, Dialer, Linked, Report, Run};
 use crate::transports::{parse_config, report_status, LinkSlot};
 
 pub mod codec;
@@ -66,12 +63,6 @@ mod tests;
 
 pub use config::{IrcConfig, IrcSettings};
 use session::{Link, OpenError};
-
-/// How long a send waits for a connection before the message is put back for later.
-const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(5);
-
-/// When a send that could not go out is tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The `irc` channel type.
 pub struct IrcType;
@@ -89,7 +80,7 @@ impl ChannelType for IrcType {
         let settings = parse_config::<IrcConfig>(config)?.validate()?;
         Ok(Rc::new(IrcTransport {
             settings: Rc::new(settings),
-            running: RefCell::new(None),
+            connection: Connection::default(),
         }))
     }
 }
@@ -97,13 +88,7 @@ impl ChannelType for IrcType {
 /// An IRC channel's transport; see the module docs.
 pub struct IrcTransport {
     settings: Rc<IrcSettings>,
-    running: RefCell<Option<Running>>,
-}
-
-/// A started transport: the shared state and the task that keeps the connection up.
-struct Running {
-    shared: Rc<Shared>,
-    _task: TaskHandle,
+    connection: Connection<Shared>,
 }
 
 /// What the connection task and sends share.
@@ -112,8 +97,14 @@ struct Shared {
     ctx: TransportContext,
     /// The registered connection, while there is one.
     link: LinkSlot<Link>,
-    /// Set by `stop`: a connection that dies then is not reopened.
-    stopping: Cell<bool>,
+}
+
+impl Linked for Shared {
+    type Conn = Link;
+
+    fn slot(&self) -> &LinkSlot<Link> {
+        &self.link
+    }
 }
 
 /// Publishes a status of component `irc`.
@@ -173,7 +164,7 @@ impl Dialer for Shared {
     }
 
     fn stopping(&self) -> bool {
-        self.stopping.get()
+        self.link.stopping()
     }
 
     fn backoff(&self) -> Backoff {
@@ -188,12 +179,7 @@ impl Dialer for Shared {
 impl IrcTransport {
     /// The live connection's nick and mask length, or what they will likely be.
     fn mask_len(&self) -> usize {
-        let link = self
-            .running
-            .borrow()
-            .as_ref()
-            .and_then(|running| running.shared.link.current());
-        match link {
+        match self.connection.current() {
             Some(link) => link.mask_len(),
             None => session::guess_mask_len(&self.settings, &self.settings.nickname),
         }
@@ -203,52 +189,20 @@ impl IrcTransport {
 #[async_trait(?Send)]
 impl Transport for IrcTransport {
     async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
-        if self.running.borrow().is_some() {
-            return Err(TransportError(
-                "the IRC transport is already running".into(),
-            ));
-        }
-        let shared = Rc::new(Shared {
+        let shared = Shared {
             settings: self.settings.clone(),
             ctx: ctx.clone(),
             link: LinkSlot::default(),
-            stopping: Cell::new(false),
-        });
-        let dialer = shared.clone();
-        let task = ctx.spawn("irc connection", async move {
-            keep_connected(&*dialer).await;
-            Ok(())
-        });
-        *self.running.borrow_mut() = Some(Running {
-            shared,
-            _task: task,
-        });
-        Ok(())
+        };
+        self.connection.start(&ctx, shared)
     }
 
     async fn send(&self, message: Message) -> Result<Sent, SendError> {
-        let shared = self.running.borrow().as_ref().map(|r| r.shared.clone());
-        let Some(shared) = shared else {
-            return Err(SendError::Retry {
-                reason: "the IRC transport is not running".into(),
-                after: RETRY_AFTER,
-            });
-        };
-        let link = shared
-            .link
-            .wait_live(WAIT_FOR_CONNECTION)
-            .await
-            .ok_or_else(|| SendError::Retry {
-                reason: "not connected to the IRC server".into(),
-                after: RETRY_AFTER,
-            })?;
+        let link = self.connection.for_send().await?;
         let outbound = mapping::outbound(&message, link.mask_len()).map_err(SendError::Rejected)?;
         link.send(&outbound.target, &outbound.lines, &message.message_id)
             .await
-            .map_err(|reason| SendError::Retry {
-                reason,
-                after: RETRY_AFTER,
-            })?;
+            .map_err(retry_send)?;
         Ok(Sent::default())
     }
 
@@ -263,14 +217,7 @@ impl Transport for IrcTransport {
 
     /// Says QUIT to the server (within the response timeout) and closes.
     async fn stop(&self) {
-        let Some(running) = self.running.borrow_mut().take() else {
-            return;
-        };
-        running.shared.stopping.set(true);
-        let link = running.shared.link.current();
-        if let Some(link) = link {
-            link.quit("Junebug channel stopped").await;
-        }
-        drop(running);
+        let quit = async |link: Rc<Link>| link.quit("Junebug channel stopped").await;
+        self.connection.stop(quit).await;
     }
 }

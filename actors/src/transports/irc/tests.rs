@@ -67,7 +67,7 @@ async fn start(listener: &TcpListener, extra: serde_json::Value) -> (IrcTranspor
         .expect("valid config");
     let transport = IrcTransport {
         settings: Rc::new(settings),
-        running: RefCell::new(None),
+        connection: Connection::default(),
     };
     let host = RecordingHost::new();
     let (ctx, _failures) = host.context(CHANNEL);
@@ -216,7 +216,7 @@ fn sends_before_start_are_retried_and_lines_cost_tokens() {
             .unwrap();
         let transport = IrcTransport {
             settings: Rc::new(settings),
-            running: RefCell::new(None),
+            connection: Connection::default(),
         };
         let sent = transport.send(outbound("al", "hello")).await;
         assert!(matches!(sent, Err(SendError::Retry { .. })), "{sent:?}");

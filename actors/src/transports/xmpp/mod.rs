@@ -38,9 +38,7 @@
 //! is off): the peer's `<received/>` becomes `delivery_succeeded`, an error bounce
 //! `delivery_failed`, through the same delivery-report port as SMPP receipts. Inbound chats
 //! that ask for a receipt get one once they are recorded.
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -48,10 +46,9 @@ use serde_json::{json, Map, Value};
 use crate::message::{Message, StatusLevel};
 use crate::supervisor::Backoff;
 use crate::transport::{
-    ChannelType, ConfigError, SendError, Sent, TaskHandle, Transport, TransportContext,
-    TransportError,
+    ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
-use crate::transports::reconnect::{keep_connected, Dialer, Report, Run};
+use crate::transports::reconnect::{retry_send, Connection, Dialer, Linked, Report, Run};
 use crate::transports::{parse_config, report_status, LinkSlot, Liveness};
 
 pub mod config;
@@ -63,12 +60,6 @@ mod tests;
 
 pub use config::{XmppConfig, XmppSettings};
 use session::{Link, OpenError};
-
-/// How long a send waits for a connection before the message is put back for later.
-const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(5);
-
-/// When a send that could not go out is tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The `xmpp` channel type.
 pub struct XmppType;
@@ -91,7 +82,7 @@ impl ChannelType for XmppType {
 /// An XMPP channel's transport; see the module docs.
 pub struct XmppTransport {
     settings: Rc<XmppSettings>,
-    running: RefCell<Option<Running>>,
+    connection: Connection<Shared>,
 }
 
 impl XmppTransport {
@@ -99,15 +90,9 @@ impl XmppTransport {
     pub fn new(settings: XmppSettings) -> Self {
         XmppTransport {
             settings: Rc::new(settings),
-            running: RefCell::new(None),
+            connection: Connection::default(),
         }
     }
-}
-
-/// A started transport: the shared state and the task that keeps the connection up.
-struct Running {
-    shared: Rc<Shared>,
-    _task: TaskHandle,
 }
 
 /// What the connection task and sends share.
@@ -116,8 +101,14 @@ struct Shared {
     ctx: TransportContext,
     /// The logged-in connection, while there is one.
     link: LinkSlot<Link>,
-    /// Set by `stop`: a connection that dies then is not reopened.
-    stopping: Cell<bool>,
+}
+
+impl Linked for Shared {
+    type Conn = Link;
+
+    fn slot(&self) -> &LinkSlot<Link> {
+        &self.link
+    }
 }
 
 impl Liveness for Link {
@@ -185,7 +176,7 @@ impl Dialer for Shared {
     }
 
     fn stopping(&self) -> bool {
-        self.stopping.get()
+        self.link.stopping()
     }
 
     fn backoff(&self) -> Backoff {
@@ -200,27 +191,12 @@ impl Dialer for Shared {
 #[async_trait(?Send)]
 impl Transport for XmppTransport {
     async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
-        if self.running.borrow().is_some() {
-            return Err(TransportError(
-                "the XMPP transport is already running".into(),
-            ));
-        }
-        let shared = Rc::new(Shared {
+        let shared = Shared {
             settings: self.settings.clone(),
             ctx: ctx.clone(),
             link: LinkSlot::default(),
-            stopping: Cell::new(false),
-        });
-        let dialer = shared.clone();
-        let task = ctx.spawn("xmpp connection", async move {
-            keep_connected(&*dialer).await;
-            Ok(())
-        });
-        *self.running.borrow_mut() = Some(Running {
-            shared,
-            _task: task,
-        });
-        Ok(())
+        };
+        self.connection.start(&ctx, shared)
     }
 
     async fn send(&self, message: Message) -> Result<Sent, SendError> {
@@ -229,40 +205,18 @@ impl Transport for XmppTransport {
             request_receipts: self.settings.request_receipts,
         };
         let outbound = mapping::outbound(&message, &cx).map_err(SendError::Rejected)?;
-        let shared = self.running.borrow().as_ref().map(|r| r.shared.clone());
-        let Some(shared) = shared else {
-            return Err(SendError::Retry {
-                reason: "the XMPP transport is not running".into(),
-                after: RETRY_AFTER,
-            });
-        };
-        let link = shared
-            .link
-            .wait_live(WAIT_FOR_CONNECTION)
-            .await
-            .ok_or_else(|| SendError::Retry {
-                reason: "not connected to the XMPP server".into(),
-                after: RETRY_AFTER,
-            })?;
+        let link = self.connection.for_send().await?;
         link.send(outbound.stanza, &message.message_id)
             .await
-            .map_err(|reason| SendError::Retry {
-                reason,
-                after: RETRY_AFTER,
-            })?;
+            .map_err(retry_send)?;
         // The stanza id is the message id: receipts and bounces name it.
         Ok(Sent::with_id(message.message_id))
     }
 
     /// Logs out (unavailable presence, end of stream, within the response timeout).
     async fn stop(&self) {
-        let Some(running) = self.running.borrow_mut().take() else {
-            return;
-        };
-        running.shared.stopping.set(true);
-        if let Some(link) = running.shared.link.current() {
-            link.close(self.settings.response_timeout).await;
-        }
-        drop(running);
+        let timeout = self.settings.response_timeout;
+        let close = async |link: Rc<Link>| link.close(timeout).await;
+        self.connection.stop(close).await;
     }
 }

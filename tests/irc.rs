@@ -7,7 +7,7 @@ mod common;
 
 use common::ircd::{IrcUser, Ircd, IrcdOptions, TLS_NAME};
 use common::logs::files_under;
-use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment};
+use common::{Api, AppChannel, Backend, Daemon, Deployment};
 use serde_json::{json, Value};
 
 /// The bot's nick in these tests.
@@ -28,25 +28,12 @@ impl Setup {
     async fn new(backend: Backend, ircd: Ircd, extra: Value) -> Setup {
         let deployment = Deployment::new(backend);
         let daemon = deployment.start();
-        let api = Api::new(&daemon.url);
-        let app = CallbackServer::start().await;
-        let mut config = json!({
+        let config = json!({
             "host": "127.0.0.1", "port": ircd.port, "nickname": BOT,
             "channels": ["#test"], "reconnect_initial": 0.1, "reconnect_max": 0.5,
         });
-        for (key, value) in extra.as_object().unwrap() {
-            config[key] = value.clone();
-        }
-        let channel = api
-            .create_channel(json!({
-                "type": "irc",
-                "config": config,
-                "mo_url": format!("{}/mo", app.url),
-                "status_url": format!("{}/status", app.url),
-            }))
-            .await;
         Setup {
-            chan: AppChannel { api, app, channel },
+            chan: AppChannel::create(&daemon.url, "irc", config, extra).await,
             deployment,
             _daemon: daemon,
             ircd,

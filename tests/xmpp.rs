@@ -7,7 +7,7 @@ mod common;
 
 use common::logs::{files_under, message_logs, text};
 use common::prosody::{Prosody, XmppUser, MUC};
-use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment};
+use common::{Api, AppChannel, Backend, Daemon, Deployment};
 use serde_json::{json, Value};
 use tokio_xmpp::parsers::message::MessageType;
 use tokio_xmpp::parsers::presence::Type as PresenceType;
@@ -45,26 +45,13 @@ impl Setup {
         prosody.register("bob", "bobpass");
         let deployment = Deployment::new(backend);
         let daemon = deployment.start();
-        let api = Api::new(&daemon.url);
-        let app = CallbackServer::start().await;
-        let mut config = json!({
+        let config = json!({
             "jid": BOT, "password": BOT_PASSWORD, "host": "127.0.0.1", "port": prosody.port,
             "allow_plaintext": true, "rooms": [format!("{ROOM}@{MUC}")], "nickname": NICK,
             "reconnect_initial": 0.1, "reconnect_max": 0.5,
         });
-        for (key, value) in extra.as_object().unwrap() {
-            config[key] = value.clone();
-        }
-        let channel = api
-            .create_channel(json!({
-                "type": "xmpp",
-                "config": config,
-                "mo_url": format!("{}/mo", app.url),
-                "status_url": format!("{}/status", app.url),
-            }))
-            .await;
         Setup {
-            chan: AppChannel { api, app, channel },
+            chan: AppChannel::create(&daemon.url, "xmpp", config, extra).await,
             deployment,
             _daemon: daemon,
             prosody,

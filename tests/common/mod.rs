@@ -352,6 +352,26 @@ pub struct AppChannel {
 }
 
 impl AppChannel {
+    /// Creates a channel of type `kind` on the daemon at `daemon_url` with `config` (and the
+    /// keys of `extra` on top), its `mo_url` and `status_url` on a new application server.
+    pub async fn create(daemon_url: &str, kind: &str, config: Value, extra: Value) -> AppChannel {
+        let mut config = config;
+        for (key, value) in extra.as_object().expect("extra config keys").clone() {
+            config[key] = value;
+        }
+        let api = Api::new(daemon_url);
+        let app = CallbackServer::start().await;
+        let channel = api
+            .create_channel(serde_json::json!({
+                "type": kind,
+                "config": config,
+                "mo_url": format!("{}/mo", app.url),
+                "status_url": format!("{}/status", app.url),
+            }))
+            .await;
+        AppChannel { api, app, channel }
+    }
+
     /// Sends `body` through the API (events to the app); the message id.
     pub async fn send(&self, body: Value) -> String {
         let mut body = body;

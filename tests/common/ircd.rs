@@ -9,13 +9,13 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use super::{await_listening, free_port, WAIT};
+use super::process::ServerProcess;
+use super::{free_port, WAIT};
 
 /// Where Debian installs ngIRCd.
 pub const NGIRCD: &str = "/usr/sbin/ngircd";
@@ -37,7 +37,8 @@ pub struct IrcdOptions {
 
 /// A running ngIRCd; stopped (by its PID) when dropped.
 pub struct Ircd {
-    child: Option<Child>,
+    /// First, so that it is killed before its directory goes.
+    process: ServerProcess,
     dir: tempfile::TempDir,
     /// Its plain port on 127.0.0.1 (kept across restarts).
     pub port: u16,
@@ -110,14 +111,20 @@ impl Ircd {
         );
         let mut file = std::fs::File::create(dir.path().join("ngircd.conf")).unwrap();
         file.write_all(config.as_bytes()).unwrap();
-        let mut ircd = Ircd {
-            child: None,
+        let args = vec![
+            "-f".into(),
+            dir.path().join("ngircd.conf").into_os_string(),
+            "-n".into(),
+        ];
+        // Both ports open together, once the TLS setup (DH parameters) is done.
+        let last_port = tls_port.unwrap_or(port);
+        let process = ServerProcess::start("ngircd", NGIRCD, args, last_port, None).await;
+        Ircd {
+            process,
             dir,
             port,
             tls_port,
-        };
-        ircd.launch().await;
-        ircd
+        }
     }
 
     /// The CA file that signed the TLS certificate.
@@ -125,41 +132,9 @@ impl Ircd {
         self.dir.path().join("ca.pem")
     }
 
-    /// Runs ngIRCd in the foreground and waits until its port accepts connections.
-    async fn launch(&mut self) {
-        let child = Command::new(NGIRCD)
-            .arg("-f")
-            .arg(self.dir.path().join("ngircd.conf"))
-            .arg("-n")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ngircd starts");
-        let child = self.child.insert(child);
-        // Both ports open together, once the TLS setup (DH parameters) is done.
-        let last_port = self.tls_port.unwrap_or(self.port);
-        await_listening(child, "ngircd", last_port, String::new).await;
-    }
-
-    /// Kills the server (every connection drops at once).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
     /// Kills the server and starts it again on the same port.
     pub async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
-    }
-}
-
-impl Drop for Ircd {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.restart().await;
     }
 }
 

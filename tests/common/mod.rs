@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub mod ircd;
 pub mod logs;
 pub mod metrics;
+pub mod process;
 pub mod prosody;
 pub mod redis_keys;
 pub mod redis_server;
@@ -25,32 +26,6 @@ pub mod smsc;
 
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Waits until a server process the test started listens on `port` of 127.0.0.1. Panics,
-/// with `diagnostics()` (its log, say), if it exits first or does not listen within [`WAIT`].
-pub async fn await_listening(
-    child: &mut Child,
-    name: &str,
-    port: u16,
-    diagnostics: impl Fn() -> String,
-) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{name} exited at start: {status}\n{}", diagnostics());
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} did not listen on {port} in time\n{}",
-            diagnostics()
-        );
-        // Nothing to wait on but the port itself: poll it, as a client would retry.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Which backends a daemon under test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

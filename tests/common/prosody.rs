@@ -12,7 +12,7 @@
 //! As root, Prosody wants `run_as_root`. Its process is `lua5.4`: it is stopped by its PID.
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use futures_util::StreamExt;
@@ -29,7 +29,8 @@ use tokio_xmpp::parsers::stanza::Stanza;
 use tokio_xmpp::xmlstream::Timeouts;
 use tokio_xmpp::{Client, Event};
 
-use super::{await_listening, free_port, WAIT};
+use super::process::ServerProcess;
+use super::{free_port, WAIT};
 
 /// Where Debian installs Prosody.
 pub const PROSODY: &str = "/usr/bin/prosody";
@@ -45,7 +46,8 @@ pub const MUC: &str = "conference.localhost";
 
 /// A running Prosody; stopped (by its PID) when dropped.
 pub struct Prosody {
-    child: Option<Child>,
+    /// First, so that it is killed before its directory goes.
+    process: ServerProcess,
     dir: tempfile::TempDir,
     /// Its client port on 127.0.0.1 (kept across restarts).
     pub port: u16,
@@ -122,23 +124,23 @@ impl Prosody {
         );
         let mut file = std::fs::File::create(dir.path().join("prosody.cfg.lua")).unwrap();
         file.write_all(config.as_bytes()).unwrap();
-        let mut prosody = Prosody {
-            child: None,
+        let args = vec![
+            "--config".into(),
+            dir.path().join("prosody.cfg.lua").into_os_string(),
+            "-F".into(),
+        ];
+        let log = Some(dir.path().join("prosody.log"));
+        let process = ServerProcess::start("prosody", PROSODY, args, port, log).await;
+        Prosody {
+            process,
             dir,
             port,
             ca_file,
-        };
-        prosody.launch().await;
-        prosody
+        }
     }
 
     fn config_file(&self) -> PathBuf {
         self.dir.path().join("prosody.cfg.lua")
-    }
-
-    /// What the server logged (for failure messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
     }
 
     /// Creates the account `user@localhost` with `password`.
@@ -158,41 +160,9 @@ impl Prosody {
         );
     }
 
-    /// Runs Prosody in the foreground and waits until its port accepts connections.
-    async fn launch(&mut self) {
-        let child = Command::new(PROSODY)
-            .arg("--config")
-            .arg(self.config_file())
-            .arg("-F")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prosody starts");
-        let log_file = self.dir.path().join("prosody.log");
-        let log = move || std::fs::read_to_string(&log_file).unwrap_or_default();
-        let child = self.child.insert(child);
-        await_listening(child, "prosody", self.port, log).await;
-    }
-
-    /// Kills the server (every connection drops at once).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
     /// Kills the server and starts it again on the same port (accounts are kept).
     pub async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
-    }
-}
-
-impl Drop for Prosody {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.restart().await;
     }
 }
 

@@ -3,9 +3,10 @@
 //! backoff, open it again — until the transport stops. Each type says what opening, running
 //! and reporting mean for it through [`Dialer`]; the loop and its rules live here once.
 //!
-//! A type with one connection per channel (IRC, XMPP) also keeps it in a [`LinkSlot`] and
-//! runs it through a [`Connection`]: starting the loop, handing sends the live connection,
-//! stopping. (SMPP keeps several binds per channel and manages them itself.)
+//! A type with one connection per channel (IRC, XMPP) says only how to open it, as a
+//! [`Session`], and runs it through a [`Connection`]: the loop, its status reports, handing
+//! sends the live connection, stopping. (SMPP keeps several binds per channel and is a
+//! [`Dialer`] itself.)
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::message::StatusLevel;
 use crate::supervisor::Backoff;
 use crate::transport::{ConfigError, SendError, TaskHandle, TransportContext, TransportError};
-use crate::transports::{seconds, LinkSlot, Liveness};
+use crate::transports::{report_status, seconds, LinkSlot, Liveness};
 
 /// How long a send waits for a connection before its message is put back for later.
 const WAIT_FOR_CONNECTION: Duration = Duration::from_secs(5);
@@ -137,22 +138,86 @@ pub async fn keep_connected<D: Dialer>(dialer: &D) {
     }
 }
 
-/// A [`Dialer`] with one connection, kept in a [`LinkSlot`] that sends use.
-pub trait Linked: Dialer {
-    /// The connection as sends use it.
+/// A protocol with one connection per channel (IRC, XMPP), as [`Connection`] runs it.
+#[async_trait(?Send)]
+pub trait Session {
+    /// A live connection, as sends use it.
     type Conn: Liveness;
 
-    /// Where the dialer keeps the connection while it is up.
-    fn slot(&self) -> &LinkSlot<Self::Conn>;
+    /// Opens a connection: the link and its run; or why not, as a `down` report.
+    async fn open(&self) -> Result<(Rc<Self::Conn>, Run), Report>;
+
+    /// The `ok` report of a connection that came up.
+    fn connected(&self, link: &Self::Conn) -> Report;
+
+    /// The channel's context, where reports go.
+    fn context(&self) -> &TransportContext;
+
+    /// The status component (`irc`, …).
+    fn component(&self) -> &'static str;
+
+    /// The protocol's name for people (`IRC`, …).
+    fn protocol(&self) -> &'static str;
+
+    /// The reconnection backoff.
+    fn backoff(&self) -> Backoff;
 }
 
-/// The connection of a transport with one connection per channel, while started: the
-/// dialer, shared by the task that keeps the connection up and by sends.
-pub struct Connection<D> {
-    running: RefCell<Option<(Rc<D>, TaskHandle)>>,
+/// A [`Session`] as [`keep_connected`] dials it: the live connection goes into a
+/// [`LinkSlot`] for sends, reports become statuses of the session's component.
+struct Kept<S: Session> {
+    session: S,
+    slot: LinkSlot<S::Conn>,
 }
 
-impl<D> Default for Connection<D> {
+#[async_trait(?Send)]
+impl<S: Session> Dialer for Kept<S> {
+    type Link = Rc<S::Conn>;
+
+    async fn open(&self) -> Result<(Rc<S::Conn>, Run), Report> {
+        self.session.open().await
+    }
+
+    fn up(&self, link: &Rc<S::Conn>) -> Report {
+        self.slot.set(link.clone());
+        self.session.connected(link)
+    }
+
+    fn down(&self, _: &Rc<S::Conn>) {
+        self.slot.clear();
+    }
+
+    async fn report(&self, report: Report) {
+        let (ctx, component) = (self.session.context(), self.session.component());
+        let Report {
+            level,
+            kind,
+            message,
+            details,
+        } = report;
+        report_status(ctx, component, level, kind, message, details).await;
+    }
+
+    fn stopping(&self) -> bool {
+        self.slot.stopping()
+    }
+
+    fn backoff(&self) -> Backoff {
+        self.session.backoff()
+    }
+
+    fn protocol(&self) -> &'static str {
+        self.session.protocol()
+    }
+}
+
+/// The connection of a transport with one connection per channel, while started: kept up
+/// by a task of the channel's, and shared with sends.
+pub struct Connection<S: Session> {
+    running: RefCell<Option<(Rc<Kept<S>>, TaskHandle)>>,
+}
+
+impl<S: Session> Default for Connection<S> {
     fn default() -> Self {
         Connection {
             running: RefCell::new(None),
@@ -160,56 +225,56 @@ impl<D> Default for Connection<D> {
     }
 }
 
-impl<D: Linked + 'static> Connection<D> {
-    /// Starts keeping `dialer`'s connection up, on the channel's arbiter.
-    pub fn start(&self, ctx: &TransportContext, dialer: D) -> Result<(), TransportError> {
+impl<S: Session + 'static> Connection<S> {
+    /// Starts keeping `session`'s connection up, on the channel's arbiter.
+    pub fn start(&self, ctx: &TransportContext, session: S) -> Result<(), TransportError> {
         if self.running.borrow().is_some() {
             return Err(TransportError(format!(
                 "the {} transport is already running",
-                dialer.protocol()
+                session.protocol()
             )));
         }
-        let dialer = Rc::new(dialer);
-        let looping = dialer.clone();
+        let kept = Rc::new(Kept {
+            session,
+            slot: LinkSlot::default(),
+        });
+        let looping = kept.clone();
         let task = ctx.spawn("the connection", async move {
             keep_connected(&*looping).await;
             Ok(())
         });
-        *self.running.borrow_mut() = Some((dialer, task));
+        *self.running.borrow_mut() = Some((kept, task));
         Ok(())
     }
 
     /// The current connection, dead or alive, if started.
-    pub fn current(&self) -> Option<Rc<D::Conn>> {
+    pub fn current(&self) -> Option<Rc<S::Conn>> {
         let running = self.running.borrow();
-        running
-            .as_ref()
-            .and_then(|(dialer, _)| dialer.slot().current())
+        running.as_ref().and_then(|(kept, _)| kept.slot.current())
     }
 
     /// The live connection for a send, waiting a few seconds for one; else the send is to
     /// be tried again later.
-    pub async fn for_send(&self) -> Result<Rc<D::Conn>, SendError> {
-        let dialer = self.running.borrow().as_ref().map(|(d, _)| d.clone());
-        let Some(dialer) = dialer else {
+    pub async fn for_send(&self) -> Result<Rc<S::Conn>, SendError> {
+        let kept = self.running.borrow().as_ref().map(|(kept, _)| kept.clone());
+        let Some(kept) = kept else {
             return Err(retry_send("the transport is not running".into()));
         };
-        let protocol = dialer.protocol();
-        dialer
-            .slot()
+        let protocol = kept.session.protocol();
+        kept.slot
             .wait_live(WAIT_FOR_CONNECTION)
             .await
             .ok_or_else(|| retry_send(format!("not connected to the {protocol} server")))
     }
 
     /// Stops: a connection that dies from now on is not reopened; the live one, if any, is
-    /// handed to `close` (say goodbye to the server), then the loop is ended.
-    pub async fn stop<F: AsyncFnOnce(Rc<D::Conn>)>(&self, close: F) {
-        let Some((dialer, task)) = self.running.borrow_mut().take() else {
+    /// handed to `close` (to say goodbye to the server), then the task ends.
+    pub async fn stop<F: AsyncFnOnce(Rc<S::Conn>)>(&self, close: F) {
+        let Some((kept, task)) = self.running.borrow_mut().take() else {
             return;
         };
-        dialer.slot().stop();
-        if let Some(link) = dialer.slot().current() {
+        kept.slot.stop();
+        if let Some(link) = kept.slot.current() {
             close(link).await;
         }
         drop(task);

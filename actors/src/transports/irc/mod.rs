@@ -50,8 +50,8 @@ use crate::supervisor::Backoff;
 use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
-use crate::transports::reconnect::{retry_send, Connection, Dialer, Linked, Report, Run};
-use crate::transports::{parse_config, report_status, LinkSlot};
+use crate::transports::reconnect::{retry_send, Connection, Report, Run, Session};
+use crate::transports::{parse_config, report_status};
 
 pub mod codec;
 pub mod config;
@@ -88,24 +88,17 @@ impl ChannelType for IrcType {
 /// An IRC channel's transport; see the module docs.
 pub struct IrcTransport {
     settings: Rc<IrcSettings>,
-    connection: Connection<Shared>,
+    connection: Connection<Opener>,
 }
 
-/// What the connection task and sends share.
-struct Shared {
+/// How this channel opens its connection: its settings and context.
+struct Opener {
     settings: Rc<IrcSettings>,
     ctx: TransportContext,
-    /// The registered connection, while there is one.
-    link: LinkSlot<Link>,
 }
 
-impl Linked for Shared {
-    type Conn = Link;
-
-    fn slot(&self) -> &LinkSlot<Link> {
-        &self.link
-    }
-}
+/// The status component of this channel type.
+const COMPONENT: &str = "irc";
 
 /// Publishes a status of component `irc`.
 async fn status(
@@ -115,12 +108,12 @@ async fn status(
     message: String,
     details: Map<String, Value>,
 ) {
-    report_status(ctx, "irc", level, kind, message, details).await;
+    report_status(ctx, COMPONENT, level, kind, message, details).await;
 }
 
 #[async_trait(?Send)]
-impl Dialer for Shared {
-    type Link = Rc<Link>;
+impl Session for Opener {
+    type Conn = Link;
 
     async fn open(&self) -> Result<(Rc<Link>, Run), Report> {
         match session::open(self.settings.clone(), self.ctx.clone()).await {
@@ -137,8 +130,7 @@ impl Dialer for Shared {
         }
     }
 
-    fn up(&self, link: &Rc<Link>) -> Report {
-        self.link.set(link.clone());
+    fn connected(&self, link: &Link) -> Report {
         let nick = link.nick();
         let message = format!("Connected to {} as {nick}", self.settings.server());
         Report::ok(
@@ -148,23 +140,12 @@ impl Dialer for Shared {
         )
     }
 
-    fn down(&self, _: &Rc<Link>) {
-        self.link.clear();
+    fn context(&self) -> &TransportContext {
+        &self.ctx
     }
 
-    async fn report(&self, report: Report) {
-        status(
-            &self.ctx,
-            report.level,
-            report.kind,
-            report.message,
-            report.details,
-        )
-        .await;
-    }
-
-    fn stopping(&self) -> bool {
-        self.link.stopping()
+    fn component(&self) -> &'static str {
+        COMPONENT
     }
 
     fn backoff(&self) -> Backoff {
@@ -189,12 +170,11 @@ impl IrcTransport {
 #[async_trait(?Send)]
 impl Transport for IrcTransport {
     async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
-        let shared = Shared {
+        let opener = Opener {
             settings: self.settings.clone(),
             ctx: ctx.clone(),
-            link: LinkSlot::default(),
         };
-        self.connection.start(&ctx, shared)
+        self.connection.start(&ctx, opener)
     }
 
     async fn send(&self, message: Message) -> Result<Sent, SendError> {

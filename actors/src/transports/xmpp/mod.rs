@@ -48,8 +48,8 @@ use crate::supervisor::Backoff;
 use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
-use crate::transports::reconnect::{retry_send, Connection, Dialer, Linked, Report, Run};
-use crate::transports::{parse_config, report_status, LinkSlot, Liveness};
+use crate::transports::reconnect::{retry_send, Connection, Report, Run, Session};
+use crate::transports::{parse_config, report_status, Liveness};
 
 pub mod config;
 pub mod mapping;
@@ -82,7 +82,7 @@ impl ChannelType for XmppType {
 /// An XMPP channel's transport; see the module docs.
 pub struct XmppTransport {
     settings: Rc<XmppSettings>,
-    connection: Connection<Shared>,
+    connection: Connection<Opener>,
 }
 
 impl XmppTransport {
@@ -95,20 +95,10 @@ impl XmppTransport {
     }
 }
 
-/// What the connection task and sends share.
-struct Shared {
+/// How this channel opens its connection: its settings and context.
+struct Opener {
     settings: Rc<XmppSettings>,
     ctx: TransportContext,
-    /// The logged-in connection, while there is one.
-    link: LinkSlot<Link>,
-}
-
-impl Linked for Shared {
-    type Conn = Link;
-
-    fn slot(&self) -> &LinkSlot<Link> {
-        &self.link
-    }
 }
 
 impl Liveness for Link {
@@ -116,6 +106,9 @@ impl Liveness for Link {
         Link::is_dead(self)
     }
 }
+
+/// The status component of this channel type.
+const COMPONENT: &str = "xmpp";
 
 /// Publishes a status of component `xmpp`.
 async fn status(
@@ -125,12 +118,12 @@ async fn status(
     message: String,
     details: Map<String, Value>,
 ) {
-    report_status(ctx, "xmpp", level, kind, message, details).await;
+    report_status(ctx, COMPONENT, level, kind, message, details).await;
 }
 
 #[async_trait(?Send)]
-impl Dialer for Shared {
-    type Link = Rc<Link>;
+impl Session for Opener {
+    type Conn = Link;
 
     async fn open(&self) -> Result<(Rc<Link>, Run), Report> {
         match session::open(self.settings.clone(), self.ctx.clone()).await {
@@ -149,8 +142,7 @@ impl Dialer for Shared {
         }
     }
 
-    fn up(&self, link: &Rc<Link>) -> Report {
-        self.link.set(link.clone());
+    fn connected(&self, link: &Link) -> Report {
         let jid = link.bound().to_string();
         let message = format!("Connected to {} as {jid}", self.settings.server());
         Report::ok(
@@ -160,23 +152,12 @@ impl Dialer for Shared {
         )
     }
 
-    fn down(&self, _: &Rc<Link>) {
-        self.link.clear();
+    fn context(&self) -> &TransportContext {
+        &self.ctx
     }
 
-    async fn report(&self, report: Report) {
-        status(
-            &self.ctx,
-            report.level,
-            report.kind,
-            report.message,
-            report.details,
-        )
-        .await;
-    }
-
-    fn stopping(&self) -> bool {
-        self.link.stopping()
+    fn component(&self) -> &'static str {
+        COMPONENT
     }
 
     fn backoff(&self) -> Backoff {
@@ -191,12 +172,11 @@ impl Dialer for Shared {
 #[async_trait(?Send)]
 impl Transport for XmppTransport {
     async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
-        let shared = Shared {
+        let opener = Opener {
             settings: self.settings.clone(),
             ctx: ctx.clone(),
-            link: LinkSlot::default(),
         };
-        self.connection.start(&ctx, shared)
+        self.connection.start(&ctx, opener)
     }
 
     async fn send(&self, message: Message) -> Result<Sent, SendError> {

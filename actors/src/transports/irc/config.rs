@@ -71,6 +71,13 @@ pub struct IrcConfig {
     /// The vumi `transport_type` of inbound messages (default `irc`).
     #[serde(default)]
     pub transport_type: Option<String>,
+    /// The password of the bot's account with the network's NickServ: sent as
+    /// `IDENTIFY <nickname> <password>` after registering, before joining. Never logged.
+    #[serde(default)]
+    pub nickserv_password: Option<Password>,
+    /// The nick of the network's nickname service (default `NickServ`).
+    #[serde(default)]
+    pub nickserv_nick: Option<String>,
     /// Whether to join a channel again after being kicked from it (default true).
     #[serde(default)]
     pub rejoin_after_kick: Option<bool>,
@@ -96,6 +103,8 @@ pub struct IrcSettings {
     pub realname: String,
     /// PASS, when set.
     pub password: Option<Password>,
+    /// Whom to IDENTIFY to, and with what, when set.
+    pub nickserv: Option<NickServ>,
     /// Channels to join after registering (and after every reconnection).
     pub channels: Vec<String>,
     /// Reconnection backoff bounds.
@@ -108,6 +117,15 @@ pub struct IrcSettings {
     pub transport_type: String,
     /// How long after a kick we join that channel again; `None`: we stay out.
     pub rejoin_after_kick: Option<Duration>,
+}
+
+/// The network's nickname service and our password with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NickServ {
+    /// Its nick.
+    pub nick: String,
+    /// Our account's password.
+    pub password: Password,
 }
 
 impl IrcSettings {
@@ -223,6 +241,23 @@ impl IrcConfig {
         for channel in &self.channels {
             check_channel(channel)?;
         }
+        let nickserv = match self.nickserv_password {
+            None => None,
+            Some(password) => {
+                if password.reveal().is_empty()
+                    || password.reveal().contains(' ')
+                    || !is_safe(password.reveal())
+                {
+                    return Err(ConfigError::new(
+                        "nickserv_password",
+                        "must be one word without line breaks",
+                    ));
+                }
+                let nick = self.nickserv_nick.unwrap_or_else(|| "NickServ".to_owned());
+                check_nickname(&nick).map_err(|e| ConfigError::new("nickserv_nick", e.message))?;
+                Some(NickServ { nick, password })
+            }
+        };
         let reconnect = reconnect::backoff(self.reconnect_initial, self.reconnect_max)?;
         Ok(IrcSettings {
             host,
@@ -232,6 +267,7 @@ impl IrcConfig {
             username,
             realname,
             password: self.password,
+            nickserv,
             channels: self.channels,
             reconnect,
             ping_interval: seconds("ping_interval", self.ping_interval, 60.0)?,
@@ -320,6 +356,14 @@ mod tests {
         assert_eq!(with("reconnect_max", json!(0.5)), "reconnect_max");
         assert_eq!(with("ping_interval", json!(-1)), "ping_interval");
         assert_eq!(with("rejoin_delay", json!(0)), "rejoin_delay");
+        assert_eq!(
+            with("nickserv_password", json!("two words")),
+            "nickserv_password"
+        );
+        let mut bad_service = base.clone();
+        bad_service["nickserv_password"] = json!("pw");
+        bad_service["nickserv_nick"] = json!("Nick Serv");
+        assert_eq!(settings(bad_service).unwrap_err().key, "nickserv_nick");
         assert_eq!(with("rejoin_after_kick", json!("yes")), "rejoin_after_kick");
         assert_eq!(with("network", json!("other")), "network");
         let bad_name = json!({"host": "h", "nickname": "n", "tls": true,

@@ -31,7 +31,8 @@
 //! and `ok`/`rejoined` (details: `channel`) when we are back in it: unless
 //! `rejoin_after_kick` is false, the channel JOINs again `rejoin_delay` seconds (default 5)
 //! after a kick. A channel that bans us answers that JOIN with 474, reported as
-//! `join_failed`; we do not try again until the next connection.
+//! `join_failed`; we do not try again until the next connection. `degraded`/`identify_failed`
+//! when NickServ refuses `nickserv_password`.
 //!
 //! # Sending
 //!

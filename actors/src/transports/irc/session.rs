@@ -9,7 +9,7 @@
 //! DEBUG, with the id of the message it carries (the PASS line with its password masked).
 //!
 //! Reconnecting is the caller's job ([`super::IrcTransport`]).
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use super::codec::{Line, LineCodec};
-use super::config::IrcSettings;
+use super::config::{IrcSettings, NickServ};
 use super::mapping::{self, canonical, InboundContext};
 use super::status;
 use crate::message::StatusLevel;
@@ -84,6 +84,8 @@ pub struct Link {
     /// Channels we were kicked from and not yet back in (canonical names): joining one
     /// again clears the `kicked` status.
     kicked: RefCell<HashSet<String>>,
+    /// Set while our IDENTIFY waits for NickServ's answer (the JOINs wait with it).
+    awaiting_nickserv: Cell<bool>,
     /// The last message sent to each target (canonical), so that the server's complaint
     /// about a target lands in that message's log.
     last_sent: RefCell<HashMap<String, String>>,
@@ -127,7 +129,7 @@ impl Link {
         let mut writer = self.writer.lock().await;
         let mut bytes = Vec::new();
         for line in lines {
-            let mut record = LogRecord::debug(format!("IRC sent: {}", loggable(line)))
+            let mut record = LogRecord::debug(format!("IRC sent: {}", self.loggable(line)))
                 .going(Direction::Outbound);
             if let Some(id) = about {
                 record = record.about(id);
@@ -164,6 +166,18 @@ impl Link {
         self.kill("we quit".into());
     }
 
+    /// A line as the log shows it: without the server's or NickServ's password.
+    fn loggable(&self, line: &Line) -> String {
+        if line.is("PASS") {
+            return "PASS ********".to_owned();
+        }
+        let wire = line.wire();
+        match &self.settings.nickserv {
+            Some(nickserv) => wire.replace(nickserv.password.reveal(), "********"),
+            None => wire,
+        }
+    }
+
     /// Logs a line from the server.
     fn received(&self, text: &str, about: Option<&str>) {
         let mut record =
@@ -189,15 +203,6 @@ pub fn guess_mask_len(settings: &IrcSettings, nick: &str) -> usize {
     nick.len() + "!~".len() + settings.username.len() + "@".len() + 63
 }
 
-/// A line as the log shows it: the PASS line without its password.
-fn loggable(line: &Line) -> String {
-    if line.is("PASS") {
-        "PASS ********".to_owned()
-    } else {
-        line.wire()
-    }
-}
-
 /// Connects, registers and joins the channels; returns the link and the lines to run it on.
 pub async fn open(
     settings: Rc<IrcSettings>,
@@ -221,6 +226,7 @@ pub async fn open(
         mask: RefCell::new(None),
         joined: RefCell::new(HashSet::new()),
         kicked: RefCell::new(HashSet::new()),
+        awaiting_nickserv: Cell::new(false),
         last_sent: RefCell::new(HashMap::new()),
         death: RefCell::new(None),
         dead: Notify::new(),
@@ -237,12 +243,82 @@ pub async fn open(
             )))
         }
     }
-    for channel in &settings.channels {
-        link.write(&[Line::new("JOIN", &[channel])], None)
-            .await
-            .map_err(OpenError::Registration)?;
+    match &settings.nickserv {
+        None => join_channels(&link).await,
+        Some(nickserv) => identify(&link, nickserv).await,
     }
+    .map_err(OpenError::Registration)?;
     Ok((link, reader))
+}
+
+/// JOINs the configured channels.
+async fn join_channels(link: &Link) -> Result<(), String> {
+    for channel in &link.settings.channels {
+        link.write(&[Line::new("JOIN", &[channel])], None).await?;
+    }
+    Ok(())
+}
+
+/// IDENTIFYs to NickServ as the configured nickname. The JOINs wait for its answer
+/// ([`nickserv_answered`]), as channels may admit identified users only, or for
+/// `response_timeout` without one.
+async fn identify(link: &Rc<Link>, nickserv: &NickServ) -> Result<(), String> {
+    link.awaiting_nickserv.set(true);
+    let account = &link.settings.nickname;
+    let text = format!("IDENTIFY {account} {}", nickserv.password.reveal());
+    link.write(&[Line::new("PRIVMSG", &[&nickserv.nick, &text])], None)
+        .await?;
+    let link = link.clone();
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(link.settings.response_timeout).await;
+        if link.awaiting_nickserv.replace(false) {
+            link.ctx.log(LogRecord::warning(format!(
+                "No answer to IDENTIFY within {:?}; joining anyway",
+                link.settings.response_timeout
+            )));
+            let _ = join_channels(&link).await;
+        }
+    });
+    Ok(())
+}
+
+/// What a NOTICE from NickServ says of our IDENTIFY: `Some(true)` identified, `Some(false)`
+/// refused, `None` neither (its greeting, say). Services word it differently: Atheme "You
+/// are now identified for …" / "Invalid password for …" / "… is not registered", Anope
+/// "Password accepted - you are now recognized." / "Password incorrect.".
+fn identify_outcome(text: &str) -> Option<bool> {
+    let text = text.to_lowercase();
+    if text.contains("you are now") {
+        Some(true)
+    } else if ["invalid", "incorrect", "not registered", "failed"]
+        .iter()
+        .any(|word| text.contains(word))
+    {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Acts on NickServ's answer to our IDENTIFY: a status when it refused, then the JOINs.
+async fn nickserv_answered(link: &Link, identified: bool, said: &str) {
+    link.awaiting_nickserv.set(false);
+    if identified {
+        link.ctx
+            .log(LogRecord::info(format!("Identified to NickServ: {said}")));
+    } else {
+        let message = format!("NickServ refused our IDENTIFY: {said}");
+        link.ctx.log(LogRecord::warning(message.clone()));
+        status(
+            &link.ctx,
+            StatusLevel::Degraded,
+            "identify_failed",
+            message,
+            Map::new(),
+        )
+        .await;
+    }
+    let _ = join_channels(link).await;
 }
 
 /// PASS, NICK and USER, then reads until the server welcomes us (001), answering PINGs and
@@ -378,6 +454,19 @@ async fn handle(link: &Rc<Link>, server: &str, text: &str) {
         channel_id: link.ctx.channel_id(),
         transport_type: &link.settings.transport_type,
     };
+    if let Some(nickserv) = &link.settings.nickserv {
+        let said = line.params.last().map(String::as_str).unwrap_or_default();
+        let from_nickserv = line
+            .nick()
+            .is_some_and(|from| canonical(from) == canonical(&nickserv.nick));
+        if link.awaiting_nickserv.get() && line.is("NOTICE") && from_nickserv {
+            link.received(text, None);
+            if let Some(identified) = identify_outcome(said) {
+                nickserv_answered(link, identified, said).await;
+            }
+            return;
+        }
+    }
     if let Some(message) = mapping::inbound(&line, &cx) {
         link.received(text, Some(&message.message_id));
         // A failure was logged by the host; IRC has no way to have the line sent again.

@@ -180,6 +180,85 @@ fn a_session_from_registration_to_quit() {
     });
 }
 
+/// With `nickserv_password`, the bot IDENTIFYs after the welcome and joins only once
+/// NickServ has answered (its greeting is not an answer); a refusal is reported as
+/// `degraded`/`identify_failed` and the JOINs go ahead. The password never reaches the log.
+#[test]
+fn nickserv_identification_comes_before_the_joins() {
+    run_local(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = json!({"nickserv_password": "ns-s3cret", "channels": ["#a"]});
+        let (_transport, host) = start(&listener, config).await;
+        for (answer, refused) in [
+            ("You are now identified for \u{2}bot\u{2}.", false),
+            ("Invalid password for \u{2}bot\u{2}.", true),
+        ] {
+            let mut server = Client::accept(&listener).await;
+            server.expect("NICK bot").await;
+            server.expect("USER bot 0 * :Junebug").await;
+            server.send(":irc.test 001 bot :Welcome").await;
+            server
+                .expect("PRIVMSG NickServ :IDENTIFY bot ns-s3cret")
+                .await;
+            server
+                .send(":NickServ!s@services NOTICE bot :This nickname is registered.")
+                .await;
+            server.send("PING :between").await;
+            server.expect("PONG between").await;
+            server
+                .send(&format!(":NickServ!s@services NOTICE bot :{answer}"))
+                .await;
+            server.expect("JOIN #a").await;
+            if refused {
+                let failed = host
+                    .statuses()
+                    .wait_for(|(_, s)| s.kind == "identify_failed")
+                    .await
+                    .1;
+                assert_eq!(failed.status, StatusLevel::Degraded);
+                assert!(
+                    failed.message.contains("Invalid password"),
+                    "{}",
+                    failed.message
+                );
+            } else {
+                host.logs()
+                    .wait_for(|(_, r)| r.message.starts_with("Identified to NickServ"))
+                    .await;
+            }
+            drop(server); // the second round on a new connection
+        }
+        let logs: Vec<_> = host.logs().all().into_iter().map(|(_, r)| r).collect();
+        assert!(
+            logs.iter().all(|r| !r.message.contains("ns-s3cret")),
+            "{logs:#?}"
+        );
+        assert!(logs
+            .iter()
+            .any(|r| r.message == "IRC sent: PRIVMSG NickServ :IDENTIFY bot ********"));
+    });
+}
+
+/// A network without a NickServ answering: the JOINs go after `response_timeout`.
+#[test]
+fn joins_go_ahead_when_nickserv_is_silent() {
+    run_local(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = json!({"nickserv_password": "pw", "channels": ["#a"],
+                            "response_timeout": 0.2});
+        let (_transport, host) = start(&listener, config).await;
+        let mut server = Client::accept(&listener).await;
+        server.expect("NICK bot").await;
+        server.expect("USER bot 0 * :Junebug").await;
+        server.send(":irc.test 001 bot :Welcome").await;
+        server.expect("PRIVMSG NickServ :IDENTIFY bot pw").await;
+        server.expect("JOIN #a").await;
+        host.logs()
+            .wait_for(|(_, r)| r.message.starts_with("No answer to IDENTIFY"))
+            .await;
+    });
+}
+
 /// A server that falls silent is PINGed after `ping_interval`; without an answer within
 /// `response_timeout` the connection is dropped (`connection_lost`) and opened again.
 #[test]

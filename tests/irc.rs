@@ -1,11 +1,11 @@
 //! The `irc` channel type against a real IRC server we did not write (ngIRCd, see
 //! `common::ircd`), with a person on it played by a raw IRC client: talk in a channel (to
 //! the bot by name, or not), private messages, replies, long texts and actions, a server
-//! password, a server restart, a kick.
+//! password, a server restart, a kick, NickServ (Atheme).
 #[macro_use]
 mod common;
 
-use common::ircd::{IrcUser, Ircd, IrcdOptions, TLS_NAME};
+use common::ircd::{command, IrcUser, Ircd, IrcdOptions, TLS_NAME};
 use common::logs::files_under;
 use common::{Api, AppChannel, Backend, Daemon, Deployment};
 use serde_json::{json, Value};
@@ -190,6 +190,59 @@ async fn a_kicked_channel_is_rejoined() {
     assert_eq!(back["status"], "ok", "{back}");
     erin.say("#ops", "junebug: sorry about that").await;
     assert_eq!(s.mo().await["content"], "sorry about that");
+}
+
+/// With `nickserv_password` the bot identifies to the network's NickServ (Atheme, linked to
+/// ngIRCd) before joining, so it gets into a channel that admits registered users only
+/// (`+R`); the password never reaches the log. A wrong password is reported as
+/// `degraded`/`identify_failed`, and that channel stays closed to the bot.
+#[actix_rt::test]
+async fn the_bot_identifies_to_nickserv_before_joining() {
+    const NS_PASSWORD: &str = "ns-s3cret-pass";
+    let ircd = Ircd::start_with(IrcdOptions {
+        services: true,
+        ..IrcdOptions::default()
+    })
+    .await;
+    // The bot's account, registered the way a person registers one.
+    let mut owner = IrcUser::connect(ircd.port, BOT, None).await;
+    owner.register_with_nickserv(NS_PASSWORD).await;
+    owner.send("QUIT").await;
+    // Frank's channel admits registered users only.
+    let mut frank = IrcUser::connect(ircd.port, "frank", None).await;
+    frank.join("#members").await;
+    frank.send("MODE #members +R").await;
+    frank.expect(|line| command(line) == "MODE").await;
+
+    let extra = json!({"channels": ["#members"], "nickserv_password": NS_PASSWORD});
+    let mut s = Setup::new(Backend::Embedded, ircd, extra).await;
+    frank.wait_for_join("#members", BOT).await;
+    frank.say("#members", "junebug: welcome").await;
+    assert_eq!(s.mo().await["content"], "welcome");
+    let logs = files_under(&s.deployment.dir.path().join("logs"));
+    let logged: String = logs
+        .iter()
+        .map(|file| String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned())
+        .collect();
+    assert!(logged.contains("Identified to NickServ"), "{logged}");
+    assert!(!logged.contains(NS_PASSWORD));
+
+    let (_, env) = s.api.get(&format!("/channels/{}", s.channel)).await;
+    let config = &env["result"]["config"];
+    let mut wrong = config.clone();
+    wrong["nickserv_password"] = json!("not-the-password");
+    let (status, env) = s
+        .api
+        .post(
+            &format!("/channels/{}", s.channel),
+            json!({"config": wrong}),
+        )
+        .await;
+    assert_eq!(status, 200, "{env}");
+    let failed = s.status("identify_failed").await;
+    assert_eq!(failed["status"], "degraded", "{failed}");
+    let refused = s.status("join_failed").await;
+    assert_eq!(refused["details"]["channel"], "#members", "{refused}");
 }
 
 /// A server password goes in the PASS line and never into the channel's log files; a wrong

@@ -23,6 +23,16 @@ pub const NGIRCD: &str = "/usr/sbin/ngircd";
 /// The server's name, the prefix of its own lines.
 pub const SERVER_NAME: &str = "irc.junebug.test";
 
+/// Where Debian installs Atheme, the IRC services whose NickServ a server started with
+/// [`IrcdOptions::services`] links (over ngIRCd's server protocol, on the client port).
+pub const ATHEME: &str = "/usr/bin/atheme-services";
+
+/// The services' server name.
+const SERVICES_NAME: &str = "services.junebug.test";
+
+/// The password of the link between ngIRCd and the services.
+const LINK_PASSWORD: &str = "link-pass";
+
 /// The name on the TLS certificate of a server started with [`IrcdOptions::tls`].
 pub const TLS_NAME: &str = "irc.test";
 
@@ -33,11 +43,15 @@ pub struct IrcdOptions {
     pub password: Option<String>,
     /// Also listen for TLS, with a certificate for [`TLS_NAME`] from a CA of its own.
     pub tls: bool,
+    /// Link Atheme's NickServ to it (see [`ATHEME`]).
+    pub services: bool,
 }
 
 /// A running ngIRCd; stopped (by its PID) when dropped.
 pub struct Ircd {
-    /// First, so that it is killed before its directory goes.
+    /// With [`IrcdOptions::services`]: Atheme. First, so that it goes before the server.
+    _services: Option<ServerProcess>,
+    /// Before `dir`, so that it is killed before its directory goes.
     process: ServerProcess,
     dir: tempfile::TempDir,
     /// Its plain port on 127.0.0.1 (kept across restarts).
@@ -85,6 +99,18 @@ impl Ircd {
                 key.display()
             );
         }
+        let services = if options.services {
+            format!(
+                "[Server]\n\
+                 \tName = {SERVICES_NAME}\n\
+                 \tMyPassword = {LINK_PASSWORD}\n\
+                 \tPeerPassword = {LINK_PASSWORD}\n\
+                 \tServiceMask = *Serv\n\
+                 \tPassive = yes\n"
+            )
+        } else {
+            String::new()
+        };
         let config = format!(
             "[Global]\n\
              \tName = {SERVER_NAME}\n\
@@ -105,7 +131,8 @@ impl Ircd {
              \tIdent = no\n\
              \tDNS = no\n\
              \tIncludeDir = {conf_d}\n\
-             {tls}",
+             {tls}\
+             {services}",
             run = dir.path().join("run").display(),
             conf_d = dir.path().join("conf.d").display(),
         );
@@ -118,8 +145,13 @@ impl Ircd {
         ];
         // Both ports open together, once the TLS setup (DH parameters) is done.
         let last_port = tls_port.unwrap_or(port);
-        let process = ServerProcess::start("ngircd", NGIRCD, args, last_port, None).await;
+        let process = ServerProcess::start("ngircd", NGIRCD, args, Some(last_port), None).await;
+        let services = match options.services {
+            true => Some(start_services(dir.path(), port).await),
+            false => None,
+        };
         Ircd {
+            _services: services,
             process,
             dir,
             port,
@@ -136,6 +168,73 @@ impl Ircd {
     pub async fn restart(&mut self) {
         self.process.restart().await;
     }
+}
+
+/// Starts Atheme with NickServ only, linked to the ngIRCd on `port`, its config and
+/// database in `dir`; returns once NickServ is on the network.
+async fn start_services(dir: &Path, port: u16) -> ServerProcess {
+    assert!(
+        Path::new(ATHEME).exists(),
+        "{ATHEME} is missing: apt-get install atheme-services (.ci/run does)"
+    );
+    let data = dir.join("atheme");
+    std::fs::create_dir(&data).unwrap();
+    let config = format!(
+        "loadmodule \"modules/protocol/ngircd\";\n\
+         loadmodule \"modules/backend/opensex\";\n\
+         loadmodule \"modules/crypto/pbkdf2v2\";\n\
+         loadmodule \"modules/nickserv/main\";\n\
+         loadmodule \"modules/nickserv/identify\";\n\
+         loadmodule \"modules/nickserv/register\";\n\
+         serverinfo {{ name = \"{SERVICES_NAME}\"; desc = \"Test services\"; numeric = \"00A\";\n\
+           recontime = 1; netname = \"junebugtest\"; hidehostsuffix = \"users.test\";\n\
+           adminname = \"test\"; adminemail = \"admin@example.org\";\n\
+           registeremail = \"noreply@example.org\"; mta = \"/bin/true\";\n\
+           loglevel = {{ error; info; }}; maxlogins = 5; maxusers = 5; auth = none;\n\
+           casemapping = rfc1459; }};\n\
+         uplink \"{SERVER_NAME}\" {{ host = \"127.0.0.1\"; password = \"{LINK_PASSWORD}\"; port = {port}; }};\n\
+         nickserv {{ nick = \"NickServ\"; user = \"NickServ\"; host = \"{SERVICES_NAME}\";\n\
+           real = \"Nickname Services\"; maxnicks = 5; expire = 30; }};\n\
+         general {{ permissive_mode; commit_interval = 5; maxcmdflood = 100; flood_msgs = 100;\n\
+           flood_time = 1; kline_time = 0; }};\n\
+         database {{ }};\n"
+    );
+    let config_file = dir.join("atheme.conf");
+    std::fs::write(&config_file, config).unwrap();
+    let args = vec![
+        "-n".into(),
+        "-c".into(),
+        config_file.into_os_string(),
+        "-D".into(),
+        data.clone().into_os_string(),
+        "-l".into(),
+        data.join("atheme.log").into_os_string(),
+        "-p".into(),
+        data.join("atheme.pid").into_os_string(),
+    ];
+    let log = Some(data.join("atheme.log"));
+    let services = ServerProcess::start("atheme", ATHEME, args, None, log).await;
+    // Atheme dials out, so there is no port to await: talk to NickServ until it answers
+    // (ngIRCd says 401, no such nick, before it is on).
+    let mut probe = IrcUser::connect(port, "probe", None).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        probe.say("NickServ", "HELLO").await;
+        let reply = probe
+            .expect(|line| command(line) == "401" || sender(line) == "NickServ")
+            .await;
+        if command(&reply) != "401" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "NickServ did not come on\n{}",
+            services.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    probe.send("QUIT").await;
+    services
 }
 
 /// A person on IRC, over a raw socket: registers, joins, talks, and reads lines (answering
@@ -238,6 +337,21 @@ impl IrcUser {
             })
             .await;
         param(&line, 1)
+    }
+
+    /// Registers the nick we are on with NickServ, with `password`.
+    pub async fn register_with_nickserv(&mut self, password: &str) {
+        self.say(
+            "NickServ",
+            &format!("REGISTER {password} {}@example.org", self.nick),
+        )
+        .await;
+        self.expect(|line| {
+            command(line) == "NOTICE"
+                && sender(line) == "NickServ"
+                && line.contains("registered to")
+        })
+        .await;
     }
 
     /// Waits until `nick` joins `channel`.

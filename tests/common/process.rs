@@ -1,4 +1,4 @@
-//! A server process a test starts (ngIRCd, Prosody): run from a program and its arguments,
+//! A server process a test starts (ngIRCd, Atheme, Prosody): run from a program and its arguments,
 //! so that it can be killed and started again on the same port; killed, by its PID, when
 //! dropped, so that a failing test never leaves one running.
 use std::ffi::OsString;
@@ -16,27 +16,29 @@ pub struct ServerProcess {
     name: &'static str,
     program: &'static str,
     args: Vec<OsString>,
-    /// The port it listens on once ready (the last one it opens, if several).
-    port: u16,
+    /// The port it listens on once ready (the last one it opens, if several); none for a
+    /// process that only dials out (the caller knows how to tell it is ready).
+    listens_on: Option<u16>,
     /// Its log file, shown when it fails to start.
     log: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl ServerProcess {
-    /// Runs `program` with `args` in the foreground and waits until it listens on `port`.
+    /// Runs `program` with `args` in the foreground and waits until it listens on
+    /// `listens_on`, if given.
     pub async fn start(
         name: &'static str,
         program: &'static str,
         args: Vec<OsString>,
-        port: u16,
+        listens_on: Option<u16>,
         log: Option<PathBuf>,
     ) -> ServerProcess {
         let mut server = ServerProcess {
             name,
             program,
             args,
-            port,
+            listens_on,
             log,
             child: None,
         };
@@ -53,14 +55,16 @@ impl ServerProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("{} does not start: {e}", self.name));
         self.child = Some(child);
-        self.await_listening().await;
+        if let Some(port) = self.listens_on {
+            self.await_listening(port).await;
+        }
     }
 
     /// Waits until the process listens on its port. Panics, with its log, if it exits first
     /// or does not listen within [`WAIT`].
-    async fn await_listening(&mut self) {
+    async fn await_listening(&mut self, port: u16) {
         let deadline = tokio::time::Instant::now() + WAIT;
-        let (name, port) = (self.name, self.port);
+        let name = self.name;
         loop {
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return;

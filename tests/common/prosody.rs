@@ -130,7 +130,7 @@ impl Prosody {
             "-F".into(),
         ];
         let log = Some(dir.path().join("prosody.log"));
-        let process = ServerProcess::start("prosody", PROSODY, args, port, log).await;
+        let process = ServerProcess::start("prosody", PROSODY, args, Some(port), log).await;
         Prosody {
             process,
             dir,

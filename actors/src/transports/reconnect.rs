@@ -69,6 +69,17 @@ impl Report {
         }
     }
 
+    /// Publishes the report as the status of the channel's `component`.
+    pub async fn publish(self, ctx: &TransportContext, component: &str) {
+        let Report {
+            level,
+            kind,
+            message,
+            details,
+        } = self;
+        report_status(ctx, component, level, kind, message, details).await;
+    }
+
     /// A `down` report.
     pub fn down(kind: &'static str, message: String, details: Map<String, Value>) -> Self {
         Report {
@@ -189,13 +200,7 @@ impl<S: Session> Dialer for Kept<S> {
 
     async fn report(&self, report: Report) {
         let (ctx, component) = (self.session.context(), self.session.component());
-        let Report {
-            level,
-            kind,
-            message,
-            details,
-        } = report;
-        report_status(ctx, component, level, kind, message, details).await;
+        report.publish(ctx, component).await;
     }
 
     fn stopping(&self) -> bool {

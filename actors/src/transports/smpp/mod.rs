@@ -206,15 +206,8 @@ impl Dialer for Bind {
     }
 
     async fn report(&self, report: Report) {
-        let Report {
-            level,
-            kind,
-            message,
-            details,
-        } = report;
-        self.shared
-            .status(self.kind, level, kind, message, details)
-            .await;
+        let component = self.shared.component(self.kind);
+        report.publish(&self.shared.ctx, &component).await;
     }
 
     fn stopping(&self) -> bool {

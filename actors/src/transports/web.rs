@@ -8,11 +8,16 @@
 //! - [`ProviderRequest`] and [`exchange`]: one provider request for one message, written to
 //!   the channel log twice (the request going out, the response coming in), both tagged with
 //!   the message id and with the channel's secrets masked by a [`Redactor`];
+//! - [`submit`]: [`exchange`], judged by the [`OutcomeRules`] and noted by [`Health`]: what
+//!   a provider module's `send` calls before reading the provider's id from the answer;
 //! - [`OutcomeRules`]: what an answer means (see the table below), overridable per channel;
 //! - [`Health`]: the status of a channel's `http` component, `degraded` after repeated
 //!   provider failures and `ok` again after the next success;
 //! - [`bad_webhook`]: the answer to a webhook payload we cannot use (an error answer for the
-//!   provider and a warning in the channel log, never a panic or a 500).
+//!   provider and a warning in the channel log, never a panic or a 500);
+//! - [`inbound_message`], [`keep_inbound`] and [`record_report`]: an inbound SMS or a
+//!   delivery report from a webhook, logged with its request and handed to the daemon, with
+//!   503 for the provider when it cannot be kept (so that it sends it again).
 //!
 //! # Outcome rules
 //!
@@ -21,6 +26,7 @@
 //! | a status listed in the channel's `accepted_statuses` / `rejected_statuses` / `retry_statuses` | accepted / [`SendError::Rejected`] / [`SendError::Retry`] |
 //! | 2xx | accepted |
 //! | 429 | [`SendError::Throttled`] for `Retry-After` (seconds or an HTTP date), else the default pause |
+//! | 401 (through [`submit`]) | [`SendError::Rejected`], and the component's status `down`/`auth_failed` until the next accepted request |
 //! | 5xx, a timeout, a connection error | [`SendError::Retry`] after the channel's retry delay |
 //! | any other status (4xx, 3xx, 1xx) | [`SendError::Rejected`] naming the status and the start of the body |
 //!
@@ -34,9 +40,9 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::message::StatusLevel;
-use crate::ports::{Direction, LogRecord};
-use crate::transport::{SendError, TransportContext};
+use crate::message::{new_message_id, timestamp_now, DeliveryReport, Message, StatusLevel};
+use crate::ports::{Direction, LogRecord, ReportOutcome};
+use crate::transport::{ConfigError, SendError, Sent, TransportContext};
 use crate::transports::{report_status, Password};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
@@ -347,6 +353,34 @@ pub async fn exchange(
     }
 }
 
+/// Sends `request` for message `message_id` and judges the answer by `rules`, noting the
+/// outcome on `health`: the provider's answer when it accepted the message. A 401 means the
+/// channel's credentials are wrong, which no retry mends: the message is rejected and the
+/// component's status goes `down` (see [`Health::credentials_refused`]).
+pub async fn submit(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    health: &Health,
+    message_id: &str,
+    request: &ProviderRequest,
+    rules: &OutcomeRules,
+) -> Result<ProviderResponse, SendError> {
+    let response = match exchange(ctx, redactor, message_id, request, rules.retry_after).await {
+        Ok(response) => response,
+        Err(e) => {
+            health.note(ctx, &Err(e.clone())).await;
+            return Err(e);
+        }
+    };
+    let outcome = rules.judge(&response);
+    if response.status == 401 && outcome.is_err() {
+        health.credentials_refused(ctx, &describe(&response)).await;
+    } else {
+        health.note(ctx, &outcome).await;
+    }
+    outcome.map(|()| response)
+}
+
 /// The trace of a request, for the channel log.
 pub fn request_trace(redactor: &Redactor, request: &ProviderRequest) -> Value {
     let mut headers: Vec<(&str, String)> = request
@@ -539,6 +573,115 @@ impl Health {
     }
 }
 
+impl Health {
+    /// The provider refused the channel's credentials (`answer` says how): publishes
+    /// `down`/`auth_failed` (details: `reason`) once, and `ok`/`provider_ok` at the next
+    /// accepted request.
+    pub async fn credentials_refused(&self, ctx: &TransportContext, answer: &str) {
+        self.failures.set(0);
+        // Counted as degraded so that the next success reports the recovery.
+        self.degraded.set(true);
+        let message = format!("The provider refused the channel's credentials: {answer}");
+        let details = Map::from_iter([("reason".to_owned(), json!(answer))]);
+        let (level, component) = (StatusLevel::Down, self.component);
+        report_status(ctx, component, level, "auth_failed", message, details).await;
+    }
+}
+
+/// An inbound message of `transport_type` from a provider's webhook, its provider-specific
+/// fields `meta` kept under `component` in both `transport_metadata` (for replies) and
+/// `helper_metadata` (the application's `channel_data`).
+pub fn inbound_message(
+    ctx: &TransportContext,
+    component: &str,
+    transport_type: &str,
+    (from, to): (String, Option<String>),
+    content: Option<String>,
+    meta: Map<String, Value>,
+) -> Message {
+    let meta = Map::from_iter([(component.to_owned(), Value::Object(meta))]);
+    Message {
+        message_id: new_message_id(),
+        timestamp: timestamp_now(),
+        to_addr: to,
+        from_addr: Some(from),
+        group: None,
+        in_reply_to: None,
+        session_event: None,
+        content,
+        transport_name: ctx.channel_id().to_owned(),
+        transport_type: transport_type.to_owned(),
+        transport_metadata: meta.clone(),
+        helper_metadata: meta,
+        expires_at: None,
+    }
+}
+
+/// Hands `message`, read from `request`, to the daemon: `kept` is the provider's answer
+/// once it is kept, 503 (the provider should send it again) when it cannot be. Both the
+/// request and a failure are written to the channel log.
+pub async fn keep_inbound(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    request: &WebhookRequest,
+    message: Message,
+    kept: WebhookResponse,
+) -> WebhookResponse {
+    let id = message.message_id.clone();
+    ctx.log(
+        LogRecord::debug(format!("Inbound message {id} from the provider"))
+            .about(id.as_str())
+            .going(Direction::Inbound)
+            .with_trace(webhook_trace(redactor, request)),
+    );
+    match ctx.inbound(message).await {
+        Ok(()) => kept,
+        Err(e) => {
+            ctx.log(
+                LogRecord::error(format!("Could not keep inbound message {id}: {e}"))
+                    .about(id.as_str()),
+            );
+            WebhookResponse::text(503, "cannot take the message now, try again later")
+        }
+    }
+}
+
+/// Records `report`, read from `request`: `answer` gets our id of the message it concerns
+/// (`None` when it matches none: logged and dropped); 503 when it cannot be recorded.
+pub async fn record_report(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    request: &WebhookRequest,
+    report: DeliveryReport,
+    answer: impl FnOnce(Option<&str>) -> WebhookResponse,
+) -> WebhookResponse {
+    let provider_id = report.provider_message_id.clone();
+    let raw_status = report
+        .details
+        .get("provider_status")
+        .and_then(scalar_text)
+        .unwrap_or_default();
+    ctx.log(
+        LogRecord::debug(redactor.text(&format!(
+            "Delivery report for provider id {provider_id}: {raw_status}"
+        )))
+        .going(Direction::Inbound)
+        .with_trace(webhook_trace(redactor, request)),
+    );
+    match ctx.delivery_report(report).await {
+        ReportOutcome::Matched(id) => answer(Some(&id)),
+        ReportOutcome::Unmatched => {
+            ctx.log(LogRecord::info(redactor.text(&format!(
+                "Delivery report for unknown provider id {provider_id} dropped"
+            ))));
+            answer(None)
+        }
+        ReportOutcome::Failed => {
+            WebhookResponse::text(503, "cannot take the report now, try again later")
+        }
+    }
+}
+
 /// A webhook payload that cannot be used: the provider gets `400` with `reason` (JSON when
 /// it sent JSON, else text), the channel log a WARNING with the request (secrets masked).
 pub fn bad_webhook(
@@ -583,14 +726,7 @@ pub fn refuse_webhook(
 /// Whether `request` carries `token`: as `Authorization: Bearer <token>`, an
 /// `X-Webhook-Token` header or a `token` query parameter. Compared in constant time.
 pub fn has_token(request: &WebhookRequest, token: &str) -> bool {
-    let same = |given: &str| {
-        given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
-    };
+    let same = |given: &str| same_secret(given, token);
     let bearer = request
         .header("authorization")
         .and_then(|value| value.strip_prefix("Bearer "));
@@ -599,6 +735,63 @@ pub fn has_token(request: &WebhookRequest, token: &str) -> bool {
         .find(|(key, _)| key == "token")
         .map(|(_, value)| value.into_owned());
     bearer.is_some_and(same) || header.is_some_and(same) || query.as_deref().is_some_and(same)
+}
+
+/// Whether `given` is `secret`, compared in constant time (for equal lengths), so that the
+/// time of a refusal tells nothing about how much of a guess was right.
+pub fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
+        && given
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// A provider's base URL from config `key` (an API root such as `https://api.example.com`,
+/// configurable so that tests and sandboxes can point elsewhere): an absolute `http` or
+/// `https` URL, returned without a trailing `/`.
+pub fn base_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(value) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        Ok(parsed) => Err(ConfigError::new(
+            key,
+            format!("must be an http or https URL, not {}", parsed.scheme()),
+        )),
+        Err(e) => Err(ConfigError::new(key, format!("is not a URL: {e}"))),
+    }
+}
+
+/// [`Sent`] with the provider's id of message `message_id` from the dotted `field` of its
+/// JSON answer; without it (a warning in the channel log), [`Sent`] without an id, as the
+/// message was accepted all the same (only its delivery reports cannot be matched).
+pub fn sent_with_id(
+    ctx: &TransportContext,
+    message_id: &str,
+    response: &ProviderResponse,
+    field: &str,
+) -> Sent {
+    let provider_id = response
+        .json()
+        .as_ref()
+        .and_then(|body| dotted(body, field))
+        .and_then(scalar_text);
+    match provider_id {
+        Some(provider_id) => Sent::with_id(provider_id),
+        None => {
+            ctx.log(
+                LogRecord::warning(format!(
+                    "The provider accepted message {message_id} but its answer has no \
+                     '{field}': its delivery reports cannot be matched"
+                ))
+                .about(message_id)
+                .going(Direction::Inbound),
+            );
+            Sent::default()
+        }
+    }
 }
 
 /// The trace of a webhook request, for the channel log.

@@ -43,7 +43,7 @@ use serde_json::{json, Map, Value};
 use crate::message::{new_message_id, timestamp_now, DeliveryReport, Message, StatusLevel};
 use crate::ports::{Direction, LogRecord, ReportOutcome};
 use crate::transport::{ConfigError, SendError, Sent, TransportContext};
-use crate::transports::{report_status, Password};
+use crate::transports::{report_status, seconds, Password};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
 /// What a secret is shown as in the channel log.
@@ -402,6 +402,57 @@ pub fn request_trace(redactor: &Redactor, request: &ProviderRequest) -> Value {
         "headers": redactor.headers(headers.iter().map(|(k, v)| (*k, v.as_str()))),
         "body": request.body.as_ref().map(|(_, body)| redactor.body(body)),
     })
+}
+
+/// The request knobs every HTTP provider's config takes, flattened into its own config:
+/// `timeout` (seconds a request may take, default 30), `retry_delay` (seconds before a
+/// message that failed for a passing reason is tried again, default 5), `throttle_delay`
+/// (seconds the channel pauses after a 429 without a usable `Retry-After`, default 1) and
+/// `degraded_after` (failed requests in a row before the status is `degraded`, default 3).
+#[derive(serde::Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct RequestConfig {
+    /// Seconds a request may take.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Seconds before a retry.
+    #[serde(default)]
+    pub retry_delay: Option<f64>,
+    /// Seconds of pause after a 429 without `Retry-After`.
+    #[serde(default)]
+    pub throttle_delay: Option<f64>,
+    /// Failures in a row before `degraded`.
+    #[serde(default)]
+    pub degraded_after: Option<u32>,
+}
+
+/// A validated [`RequestConfig`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestSettings {
+    /// Request timeout.
+    pub timeout: Duration,
+    /// What answers mean (the defaults, with the channel's delays).
+    pub rules: OutcomeRules,
+    /// Failures in a row before `degraded`.
+    pub degraded_after: u32,
+}
+
+impl RequestConfig {
+    /// Checks the values and fills in the defaults; errors name the key.
+    pub fn validate(&self) -> Result<RequestSettings, ConfigError> {
+        let degraded_after = self.degraded_after.unwrap_or(3);
+        if degraded_after == 0 {
+            return Err(ConfigError::new("degraded_after", "must be at least 1"));
+        }
+        Ok(RequestSettings {
+            timeout: seconds("timeout", self.timeout, 30.0)?,
+            rules: OutcomeRules {
+                retry_after: seconds("retry_delay", self.retry_delay, 5.0)?,
+                throttle_after: seconds("throttle_delay", self.throttle_delay, 1.0)?,
+                ..OutcomeRules::default()
+            },
+            degraded_after,
+        })
+    }
 }
 
 /// What a provider's answer means: the shared defaults (module docs), with a channel's own

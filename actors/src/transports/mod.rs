@@ -1,6 +1,6 @@
 //! One module per channel type, each registered in [`crate::TransportRegistry::builtin`].
 //!
-//! - [`africastalking`]: Africa's Talking USSD (sessions over HTTP callbacks, CON/END).
+//! - [`africastalking`]: Africa's Talking USSD (sessions over HTTP callbacks, CON/END) and SMS.
 //! - [`dmark`]: DMARK Mobile USSD over HTTP (vumi's `DmarkUssdTransport`).
 //! - [`http`]: a generic HTTP SMS aggregator, described by its config.
 //! - [`irc`]: an IRC bot in channels and private messages.

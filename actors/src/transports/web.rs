@@ -353,18 +353,19 @@ pub async fn exchange(
     }
 }
 
-/// Sends `request` for message `message_id` and judges the answer by `rules`, noting the
-/// outcome on `health`: the provider's answer when it accepted the message. A 401 means the
-/// channel's credentials are wrong, which no retry mends: the message is rejected and the
-/// component's status goes `down` (see [`Health::credentials_refused`]).
-pub async fn submit(
+/// Sends `request` for message `message_id`, judges the answer by `rules` and, when they
+/// accept it, reads it with `read` (the provider's id, or a refusal inside a 2xx answer);
+/// the outcome is noted on `health`. A 401 means the channel's credentials are wrong, which
+/// no retry mends: the message is rejected and the component's status goes `down` (see
+/// [`Health::credentials_refused`]).
+pub async fn submit<T>(
     ctx: &TransportContext,
-    redactor: &Redactor,
-    health: &Health,
+    (redactor, health): (&Redactor, &Health),
     message_id: &str,
     request: &ProviderRequest,
     rules: &OutcomeRules,
-) -> Result<ProviderResponse, SendError> {
+    read: impl FnOnce(&ProviderResponse) -> Result<T, SendError>,
+) -> Result<T, SendError> {
     let response = match exchange(ctx, redactor, message_id, request, rules.retry_after).await {
         Ok(response) => response,
         Err(e) => {
@@ -372,13 +373,15 @@ pub async fn submit(
             return Err(e);
         }
     };
-    let outcome = rules.judge(&response);
-    if response.status == 401 && outcome.is_err() {
+    let judged = rules.judge(&response);
+    if let (401, Err(e)) = (response.status, &judged) {
         health.credentials_refused(ctx, &describe(&response)).await;
-    } else {
-        health.note(ctx, &outcome).await;
+        return Err(e.clone());
     }
-    outcome.map(|()| response)
+    let outcome = judged.and_then(|()| read(&response));
+    let noted = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
+    health.note(ctx, &noted).await;
+    outcome
 }
 
 /// The trace of a request, for the channel log.

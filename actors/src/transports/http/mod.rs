@@ -39,7 +39,9 @@ use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
 use crate::transports::parse_config;
-use crate::transports::web::{self, bad_webhook, dotted, refuse_webhook, scalar_text, Health};
+use crate::transports::web::{
+    self, bad_webhook, dotted, refuse_webhook, scalar_text, Health, ProviderResponse,
+};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
 pub mod config;
@@ -111,11 +113,13 @@ impl Transport for HttpTransport {
         let request = settings.request(&message, ctx.channel_id());
         let id = &message.message_id;
         let (redactor, rules) = (&settings.redactor, &settings.rules);
-        let response = web::submit(&ctx, redactor, &self.health, id, &request, rules).await?;
-        let Some(field) = &settings.message_id_field else {
-            return Ok(Sent::default());
+        let read = |response: &ProviderResponse| {
+            Ok(match &settings.message_id_field {
+                Some(field) => web::sent_with_id(&ctx, id, response, field),
+                None => Sent::default(),
+            })
         };
-        Ok(web::sent_with_id(&ctx, id, &response, field))
+        web::submit(&ctx, (redactor, &self.health), id, &request, rules, read).await
     }
 
     async fn webhook(&self, request: WebhookRequest) -> WebhookResponse {

@@ -44,7 +44,9 @@ use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
 use crate::transports::parse_config;
-use crate::transports::web::{self, bad_webhook, refuse_webhook, Health, Method, ProviderRequest};
+use crate::transports::web::{
+    self, bad_webhook, refuse_webhook, Health, Method, ProviderRequest, ProviderResponse,
+};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
 pub mod config;
@@ -231,8 +233,8 @@ impl Transport for TwilioTransport {
         let id = &message.message_id;
         let settings = &self.settings;
         let (redactor, rules) = (&settings.redactor, &settings.requests.rules);
-        let response = web::submit(&ctx, redactor, &self.health, id, &request, rules).await?;
-        Ok(web::sent_with_id(&ctx, id, &response, "sid"))
+        let read = |response: &ProviderResponse| Ok(web::sent_with_id(&ctx, id, response, "sid"));
+        web::submit(&ctx, (redactor, &self.health), id, &request, rules, read).await
     }
 
     async fn webhook(&self, request: WebhookRequest) -> WebhookResponse {

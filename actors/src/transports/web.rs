@@ -1040,6 +1040,25 @@ mod tests {
         assert!(trace.contains("Bearer ********"), "{trace}");
     }
 
+    /// Base URLs must be absolute http(s) URLs; a trailing `/` goes.
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            base_url("base_url", "https://api.example/").unwrap(),
+            "https://api.example"
+        );
+        assert_eq!(base_url("base_url", "ftp://x").unwrap_err().key, "base_url");
+        assert!(base_url("public_url", "/relative").is_err());
+    }
+
+    /// Secrets compare whole.
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("s3cr3t", "s3cr3t"));
+        assert!(!same_secret("s3cr3", "s3cr3t"));
+        assert!(!same_secret("s3cr3T", "s3cr3t"));
+    }
+
     /// Dotted paths reach into objects and arrays.
     #[test]
     fn dotted_paths() {

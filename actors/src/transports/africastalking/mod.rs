@@ -15,7 +15,7 @@
 //! |---|---|---|
 //! | send (Junebug → Africa's Talking) | `POST {base_url}/version1/messaging`, headers `apiKey: <api_key>`, `Accept: application/json`; form (`application/x-www-form-urlencoded`, UTF-8): `username`, `to` (the message's `to`), `message` (the content), `from` (`sender_id`, when set), `linkId` (a reply to an inbound premium SMS) | `201` JSON `{"SMSMessageData": {"Message": "Sent to 1/1 Total Cost: …", "Recipients": [{"statusCode": 101, "number": "+254…", "status": "Success", "cost": "KES 0.8000", "messageId": "ATXid_…"}]}}`: the recipient's `statusCode` decides (table below), provider id its `messageId`; no recipient: `rejected` quoting `Message`; `401` (wrong `apiKey`): `rejected` and status `down`/`auth_failed`; `429`: the channel pauses (`Retry-After`, else `throttle_delay`); `5xx`, timeout: retried after `retry_delay`; other `4xx`: `rejected` quoting the answer |
 //! | delivery report (Africa's Talking → Junebug) | `POST /channels/{id}/inbound/dlr`, form: `id` (the `messageId`), `status`, `phoneNumber`, `networkCode`, `failureReason` (on failures), `retryCount` | `200 OK` once recorded (table below; `failureReason`, `networkCode`, `retryCount` in `event_details`); `400` without `id`/`status` or with an unknown status; `503` when it cannot be recorded |
-//! | inbound SMS (Africa's Talking → Junebug) | `POST /channels/{id}/inbound/mo`, form: `from`, `to` (the short code), `text`, `id`, `linkId` (premium), `date`, `networkCode` | `200 OK` once kept (`id`, `linkId`, `date`, `networkCode` in `channel_data.africastalking` as `message_id`, `link_id`, `date`, `network_code`); `400` without `from`; `503` when it cannot be kept (Africa's Talking retries a callback that fails) |
+//! | inbound SMS (Africa's Talking → Junebug) | `POST /channels/{id}/inbound/mo`, form: `from`, `to` (the short code), `text`, `id`, `linkId` (premium), `date`, `networkCode` | `200 OK` once kept (`id`, `linkId`, `date`, `networkCode` in `channel_data.africastalking` as `message_id`, `link_id`, `date`, `network_code`); `400` without `from`; `503` when it cannot be kept (the callback failed, as Africa's Talking's callback logs show) |
 //!
 //! | recipient `statusCode` | outcome |
 //! |---|---|
@@ -194,5 +194,88 @@ impl Transport for AfricasTalkingTransport {
     async fn stop(&self) {
         self.ctx.borrow_mut().take();
         self.ussd.stop().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Map};
+
+    use super::*;
+
+    fn config(value: Value) -> Result<AfricasTalkingConfig, ConfigError> {
+        parse_config::<AfricasTalkingConfig>(&value)
+    }
+
+    /// USSD-only configs stay valid; SMS needs username and api_key together; errors name
+    /// the key; `from` is an alias of `sender_id`.
+    #[test]
+    fn sms_settings_are_optional_but_whole() {
+        assert!(config(json!({"reply_timeout": 5}))
+            .unwrap()
+            .sms
+            .validate()
+            .unwrap()
+            .is_none());
+        let sms = config(json!({"username": "sandbox", "api_key": "k", "from": "JB",
+                                "base_url": "https://api.sandbox.africastalking.com/"}))
+        .unwrap()
+        .sms
+        .validate()
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            sms.messaging_url,
+            "https://api.sandbox.africastalking.com/version1/messaging"
+        );
+        assert_eq!(sms.sender_id.as_deref(), Some("JB"));
+        for (value, key) in [
+            (json!({"username": "u"}), "api_key"),
+            (json!({"api_key": "k"}), "username"),
+            (
+                json!({"username": "u", "api_key": "k", "base_url": "x"}),
+                "base_url",
+            ),
+            (
+                json!({"username": "u", "api_key": "k", "timeout": 0}),
+                "timeout",
+            ),
+        ] {
+            let error = config(value.clone()).and_then(|c| c.sms.validate().map(|_| ()));
+            assert_eq!(error.unwrap_err().key, key, "{value}");
+        }
+        assert_eq!(
+            AfricasTalkingType
+                .build("c", &json!({"api_key": 3}))
+                .err()
+                .map(|e| e.key),
+            Some("api_key".to_owned())
+        );
+    }
+
+    /// Only a reply carrying a USSD step's session id is a USSD reply.
+    #[test]
+    fn ussd_replies_are_told_from_sms() {
+        let message = |in_reply_to: Option<&str>, meta: Value| Message {
+            message_id: "m".into(),
+            timestamp: String::new(),
+            to_addr: Some("+254711000111".into()),
+            from_addr: None,
+            group: None,
+            in_reply_to: in_reply_to.map(str::to_owned),
+            session_event: None,
+            content: Some("hi".into()),
+            transport_name: "c".into(),
+            transport_type: "sms".into(),
+            transport_metadata: meta.as_object().cloned().unwrap_or_else(Map::new),
+            helper_metadata: Map::new(),
+            expires_at: None,
+        };
+        let step = json!({"africastalking": {"session_id": "ATUid_1"}});
+        let sms = json!({"africastalking": {"link_id": "l"}});
+        assert!(is_ussd_reply(&message(Some("in"), step.clone())));
+        assert!(!is_ussd_reply(&message(None, step)));
+        assert!(!is_ussd_reply(&message(Some("in"), sms)));
+        assert!(!is_ussd_reply(&message(None, json!({}))));
     }
 }

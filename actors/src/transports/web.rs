@@ -700,8 +700,10 @@ pub async fn keep_inbound(
     }
 }
 
-/// Records `report`, read from `request`: `answer` gets our id of the message it concerns
-/// (`None` when it matches none: logged and dropped); 503 when it cannot be recorded.
+/// Records `report`, read from `request` (its `details.provider_status`, the provider's
+/// word for the status, goes into the log line): `answer` gets our id of the message it
+/// concerns (`None` when it matches none: logged and dropped); 503 when it cannot be
+/// recorded, so that the provider sends it again.
 pub async fn record_report(
     ctx: &TransportContext,
     redactor: &Redactor,

@@ -5,159 +5,28 @@
 #[macro_use]
 mod common;
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use common::logs::{eventually, message_logs, text};
-use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment, WAIT};
+use common::aggregator::{answer, Aggregator, ProviderChannel};
+use common::logs::{eventually, message_logs};
+use common::Backend;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 /// The bearer token of these tests' aggregator.
 const TOKEN: &str = "sekrit-T0KEN";
-
-/// A request the aggregator received.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    /// Path and query.
-    uri: String,
-    authorization: Option<String>,
-    content_type: Option<String>,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-/// An answer the aggregator gives.
-struct Answer {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
-
-/// A scripted aggregator: answers from its script in order, then 200 `{"data": {"id":
-/// "prov-N"}}` with N counting from 1 over all requests.
-struct Aggregator {
-    url: String,
-    rx: mpsc::UnboundedReceiver<Request>,
-    script: Arc<Mutex<VecDeque<Answer>>>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl Aggregator {
-    async fn start() -> Aggregator {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let script: Arc<Mutex<VecDeque<Answer>>> = Arc::default();
-        let counter = Arc::new(AtomicU32::new(0));
-        let answers = script.clone();
-        let server = HttpServer::new(move || {
-            let (tx, answers, counter) = (tx.clone(), answers.clone(), counter.clone());
-            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                let answer = answers.lock().unwrap().pop_front().unwrap_or(Answer {
-                    status: 200,
-                    headers: vec![],
-                    body: json!({"data": {"id": format!("prov-{n}")}}).to_string(),
-                });
-                let header = |name: &str| {
-                    req.headers()
-                        .get(name)
-                        .map(|v| v.to_str().unwrap().to_owned())
-                };
-                let _ = tx.send(Request {
-                    method: req.method().to_string(),
-                    uri: req.uri().to_string(),
-                    authorization: header("authorization"),
-                    content_type: header("content-type"),
-                    body: body.to_vec(),
-                    at: Instant::now(),
-                });
-                async move {
-                    let mut response = HttpResponse::build(
-                        actix_web::http::StatusCode::from_u16(answer.status).unwrap(),
-                    );
-                    for (name, value) in answer.headers {
-                        response.insert_header((name, value));
-                    }
-                    response.content_type("application/json").body(answer.body)
-                }
-            }))
-        })
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let addr: SocketAddr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        Aggregator {
-            url: format!("http://{addr}"),
-            rx,
-            script,
-            handle,
-        }
-    }
-
-    /// The next answers, in order.
-    fn script(&self, answers: Vec<Answer>) {
-        self.script.lock().unwrap().extend(answers);
-    }
-
-    /// The next request, or a panic after [`WAIT`].
-    async fn next(&mut self) -> Request {
-        tokio::time::timeout(WAIT, self.rx.recv())
-            .await
-            .expect("no request reached the aggregator in time")
-            .expect("aggregator gone")
-    }
-}
-
-impl Drop for Aggregator {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
-fn answer(status: u16, headers: Vec<(&'static str, String)>, body: Value) -> Answer {
-    Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
-
-/// A daemon with one `http` channel on a scripted aggregator, and an application server.
-struct Setup {
-    _deployment: Deployment,
-    _daemon: Daemon,
-    chan: AppChannel,
-    /// The channel's status_url, apart so that waiting for events skips no status.
-    statuses: CallbackServer,
-    aggregator: Aggregator,
-}
-
-app_channel_setup!(Setup);
 
 /// What the tests send: "hello" to +27820001234.
 fn hello() -> Value {
     json!({"to": "+27820001234", "from": "JB", "content": "hello"})
 }
 
-impl Setup {
-    /// A JSON API with bearer auth; `extra` config keys on top.
-    async fn new(backend: Backend, extra: Value) -> Setup {
-        let deployment = Deployment::new(backend);
-        let daemon = deployment.start();
-        let api = Api::new(&daemon.url);
-        let app = CallbackServer::start().await;
-        let statuses = CallbackServer::start().await;
-        let aggregator = Aggregator::start().await;
+/// A daemon with one `http` channel (a JSON API with bearer auth) on a scripted aggregator,
+/// `extra` config keys on top.
+async fn setup(backend: Backend, extra: Value) -> ProviderChannel {
+    let aggregator = Aggregator::start().await;
+    ProviderChannel::start(backend, "http", aggregator, |url| {
         let mut config = json!({
-            "url": format!("{}/v1/sms?to={{to}}", aggregator.url),
+            "url": format!("{url}/v1/sms?to={{to}}"),
             "json_body": {"to": "{to}", "from": "{from}", "text": "{content}",
                           "reference": "{message_id}"},
             "auth": {"type": "bearer", "token": TOKEN},
@@ -171,35 +40,9 @@ impl Setup {
         for (key, value) in extra.as_object().unwrap() {
             config[key] = value.clone();
         }
-        let channel = api
-            .create_channel(json!({
-                "type": "http",
-                "config": config,
-                "mo_url": format!("{}/mo", app.url),
-                "status_url": format!("{}/status", statuses.url),
-            }))
-            .await;
-        Setup {
-            _deployment: deployment,
-            _daemon: daemon,
-            chan: AppChannel { api, app, channel },
-            statuses,
-            aggregator,
-        }
-    }
-
-    /// A provider's webhook request: `path` under the channel's inbound prefix.
-    async fn webhook(&self, path: &str, content_type: &str, body: &str) -> (u16, String) {
-        let url = format!("{}/channels/{}/inbound/{path}", self.api.base, self.channel);
-        let response = reqwest::Client::new()
-            .post(url)
-            .header("content-type", content_type)
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    }
+        config
+    })
+    .await
 }
 
 both_backends! {
@@ -208,14 +51,14 @@ both_backends! {
 /// the id it gave becomes `delivery_succeeded` on the message's event_url. The channel log
 /// has the exchange without the token.
 async fn send_then_delivery_report(backend) {
-    let mut s = Setup::new(backend, json!({})).await;
+    let mut s = setup(backend, json!({})).await;
     let id = s.send(hello()).await;
 
     let request = s.aggregator.next().await;
     assert_eq!(request.method, "POST");
     assert_eq!(request.uri, "/v1/sms?to=%2B27820001234");
-    assert_eq!(request.authorization.as_deref(), Some(&*format!("Bearer {TOKEN}")));
-    assert_eq!(request.content_type.as_deref(), Some("application/json"));
+    assert_eq!(request.authorization(), Some(&*format!("Bearer {TOKEN}")));
+    assert_eq!(request.content_type(), Some("application/json"));
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(
         body,
@@ -251,7 +94,7 @@ async fn send_then_delivery_report(backend) {
 /// `http` status goes `degraded` after the failure and `ok` again after the success.
 #[actix_rt::test]
 async fn provider_errors_are_retried_and_submitted_once() {
-    let mut s = Setup::new(Backend::Embedded, json!({"degraded_after": 1})).await;
+    let mut s = setup(Backend::Embedded, json!({"degraded_after": 1})).await;
     s.aggregator
         .script(vec![answer(503, vec![], json!({"error": "maintenance"}))]);
     let id = s.send(hello()).await;
@@ -288,7 +131,7 @@ async fn provider_errors_are_retried_and_submitted_once() {
 /// out and is submitted.
 #[actix_rt::test]
 async fn throttling_pauses_the_channel() {
-    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let mut s = setup(Backend::Embedded, json!({})).await;
     s.aggregator.script(vec![answer(
         429,
         vec![("Retry-After", "1".into())],
@@ -315,7 +158,7 @@ async fn throttling_pauses_the_channel() {
 /// A 4xx answer rejects the message, naming the status and what the aggregator said.
 #[actix_rt::test]
 async fn client_errors_reject_the_message() {
-    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let mut s = setup(Backend::Embedded, json!({})).await;
     s.aggregator.script(vec![answer(
         400,
         vec![],
@@ -337,7 +180,7 @@ async fn client_errors_reject_the_message() {
 /// mapped; the aggregator gets our message id back.
 #[actix_rt::test]
 async fn inbound_messages_reach_the_app() {
-    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let mut s = setup(Backend::Embedded, json!({})).await;
     let (status, answer) = s
         .webhook(
             "mo",
@@ -360,7 +203,7 @@ async fn inbound_messages_reach_the_app() {
 /// reaches the application.
 #[actix_rt::test]
 async fn bad_webhook_payloads_are_refused_and_logged() {
-    let mut s = Setup::new(Backend::Embedded, json!({})).await;
+    let mut s = setup(Backend::Embedded, json!({})).await;
     let (status, answer) = s.webhook("dlr", "application/json", "{not json").await;
     assert_eq!(status, 400, "{answer}");
     let (status, answer) = s
@@ -377,19 +220,6 @@ async fn bad_webhook_payloads_are_refused_and_logged() {
         .await;
     assert_eq!(status, 400, "{answer}");
 
-    let api = &s.api;
-    let channel = &s.channel;
-    eventually("the refusals are logged as warnings", || async {
-        let (status, env) = api.get(&format!("/channels/{channel}/logs?n=50")).await;
-        assert_eq!(status, 200, "{env}");
-        let refused = env["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["level"] == 30 && text(e).contains("Refused a webhook request"))
-            .count();
-        (refused == 3).then_some(())
-    })
-    .await;
+    s.warnings_logged("Refused a webhook request", 3).await;
     s.app.assert_quiet(Duration::from_millis(300)).await;
 }

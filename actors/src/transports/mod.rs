@@ -1,6 +1,6 @@
 //! One module per channel type, each registered in [`crate::TransportRegistry::builtin`].
 //!
-//! - [`africastalking`]: Africa's Talking USSD (sessions over HTTP callbacks, CON/END).
+//! - [`africastalking`]: Africa's Talking USSD (sessions over HTTP callbacks, CON/END) and SMS.
 //! - [`dmark`]: DMARK Mobile USSD over HTTP (vumi's `DmarkUssdTransport`).
 //! - [`http`]: a generic HTTP SMS aggregator, described by its config.
 //! - [`irc`]: an IRC bot in channels and private messages.
@@ -11,6 +11,7 @@
 //! - [`ussd_http`]: what the synchronous USSD-over-HTTP types share: sessions, the webhook
 //!   that waits for the application's reply, timeout and fallback.
 //! - [`tls`]: TLS to a provider's server, for the types that dial out.
+//! - [`twilio`]: Twilio SMS (Messages API, status callbacks, inbound webhook, signatures).
 //! - [`web`]: the HTTP core every HTTP provider's type shares (client, channel-log traces,
 //!   outcome rules, provider health, webhook errors).
 //! - `testkit` (tests, or the `testkit` feature): the shared harness for transport and
@@ -44,6 +45,7 @@ pub mod reconnect;
 pub mod smpp;
 pub mod telnet;
 pub mod tls;
+pub mod twilio;
 pub mod ussd_http;
 pub mod web;
 pub mod xmpp;

@@ -337,7 +337,7 @@ impl<W: Wire> UssdHttpTransport<W> {
     }
 
     /// Whether the request carries the configured Basic credentials (or none are needed).
-    fn authorised(&self, request: &WebhookRequest) -> bool {
+    pub fn authorised(&self, request: &WebhookRequest) -> bool {
         let Some((user, password)) = &self.settings.basic_auth else {
             return true;
         };

@@ -8,11 +8,16 @@
 //! - [`ProviderRequest`] and [`exchange`]: one provider request for one message, written to
 //!   the channel log twice (the request going out, the response coming in), both tagged with
 //!   the message id and with the channel's secrets masked by a [`Redactor`];
+//! - [`submit`]: [`exchange`], judged by the [`OutcomeRules`] and noted by [`Health`]: what
+//!   a provider module's `send` calls before reading the provider's id from the answer;
 //! - [`OutcomeRules`]: what an answer means (see the table below), overridable per channel;
 //! - [`Health`]: the status of a channel's `http` component, `degraded` after repeated
 //!   provider failures and `ok` again after the next success;
 //! - [`bad_webhook`]: the answer to a webhook payload we cannot use (an error answer for the
-//!   provider and a warning in the channel log, never a panic or a 500).
+//!   provider and a warning in the channel log, never a panic or a 500);
+//! - [`inbound_message`], [`keep_inbound`] and [`record_report`]: an inbound SMS or a
+//!   delivery report from a webhook, logged with its request and handed to the daemon, with
+//!   503 for the provider when it cannot be kept (so that it sends it again).
 //!
 //! # Outcome rules
 //!
@@ -21,6 +26,7 @@
 //! | a status listed in the channel's `accepted_statuses` / `rejected_statuses` / `retry_statuses` | accepted / [`SendError::Rejected`] / [`SendError::Retry`] |
 //! | 2xx | accepted |
 //! | 429 | [`SendError::Throttled`] for `Retry-After` (seconds or an HTTP date), else the default pause |
+//! | 401 (through [`submit`]) | [`SendError::Rejected`], and the component's status `down`/`auth_failed` until the next accepted request |
 //! | 5xx, a timeout, a connection error | [`SendError::Retry`] after the channel's retry delay |
 //! | any other status (4xx, 3xx, 1xx) | [`SendError::Rejected`] naming the status and the start of the body |
 //!
@@ -34,10 +40,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::message::StatusLevel;
-use crate::ports::{Direction, LogRecord};
-use crate::transport::{SendError, TransportContext};
-use crate::transports::{report_status, Password};
+use crate::message::{new_message_id, timestamp_now, DeliveryReport, Message, StatusLevel};
+use crate::ports::{Direction, LogRecord, ReportOutcome};
+use crate::transport::{ConfigError, SendError, Sent, TransportContext};
+use crate::transports::{report_status, seconds, Password};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
 /// What a secret is shown as in the channel log.
@@ -347,6 +353,37 @@ pub async fn exchange(
     }
 }
 
+/// Sends `request` for message `message_id`, judges the answer by `rules` and, when they
+/// accept it, reads it with `read` (the provider's id, or a refusal inside a 2xx answer);
+/// the outcome is noted on `health`. A 401 means the channel's credentials are wrong, which
+/// no retry mends: the message is rejected and the component's status goes `down` (see
+/// [`Health::credentials_refused`]).
+pub async fn submit<T>(
+    ctx: &TransportContext,
+    (redactor, health): (&Redactor, &Health),
+    message_id: &str,
+    request: &ProviderRequest,
+    rules: &OutcomeRules,
+    read: impl FnOnce(&ProviderResponse) -> Result<T, SendError>,
+) -> Result<T, SendError> {
+    let response = match exchange(ctx, redactor, message_id, request, rules.retry_after).await {
+        Ok(response) => response,
+        Err(e) => {
+            health.note(ctx, &Err(e.clone())).await;
+            return Err(e);
+        }
+    };
+    let judged = rules.judge(&response);
+    if let (401, Err(e)) = (response.status, &judged) {
+        health.credentials_refused(ctx, &describe(&response)).await;
+        return Err(e.clone());
+    }
+    let outcome = judged.and_then(|()| read(&response));
+    let noted = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
+    health.note(ctx, &noted).await;
+    outcome
+}
+
 /// The trace of a request, for the channel log.
 pub fn request_trace(redactor: &Redactor, request: &ProviderRequest) -> Value {
     let mut headers: Vec<(&str, String)> = request
@@ -368,6 +405,57 @@ pub fn request_trace(redactor: &Redactor, request: &ProviderRequest) -> Value {
         "headers": redactor.headers(headers.iter().map(|(k, v)| (*k, v.as_str()))),
         "body": request.body.as_ref().map(|(_, body)| redactor.body(body)),
     })
+}
+
+/// The request knobs every HTTP provider's config takes, flattened into its own config:
+/// `timeout` (seconds a request may take, default 30), `retry_delay` (seconds before a
+/// message that failed for a passing reason is tried again, default 5), `throttle_delay`
+/// (seconds the channel pauses after a 429 without a usable `Retry-After`, default 1) and
+/// `degraded_after` (failed requests in a row before the status is `degraded`, default 3).
+#[derive(serde::Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct RequestConfig {
+    /// Seconds a request may take.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Seconds before a retry.
+    #[serde(default)]
+    pub retry_delay: Option<f64>,
+    /// Seconds of pause after a 429 without `Retry-After`.
+    #[serde(default)]
+    pub throttle_delay: Option<f64>,
+    /// Failures in a row before `degraded`.
+    #[serde(default)]
+    pub degraded_after: Option<u32>,
+}
+
+/// A validated [`RequestConfig`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestSettings {
+    /// Request timeout.
+    pub timeout: Duration,
+    /// What answers mean (the defaults, with the channel's delays).
+    pub rules: OutcomeRules,
+    /// Failures in a row before `degraded`.
+    pub degraded_after: u32,
+}
+
+impl RequestConfig {
+    /// Checks the values and fills in the defaults; errors name the key.
+    pub fn validate(&self) -> Result<RequestSettings, ConfigError> {
+        let degraded_after = self.degraded_after.unwrap_or(3);
+        if degraded_after == 0 {
+            return Err(ConfigError::new("degraded_after", "must be at least 1"));
+        }
+        Ok(RequestSettings {
+            timeout: seconds("timeout", self.timeout, 30.0)?,
+            rules: OutcomeRules {
+                retry_after: seconds("retry_delay", self.retry_delay, 5.0)?,
+                throttle_after: seconds("throttle_delay", self.throttle_delay, 1.0)?,
+                ..OutcomeRules::default()
+            },
+            degraded_after,
+        })
+    }
 }
 
 /// What a provider's answer means: the shared defaults (module docs), with a channel's own
@@ -539,6 +627,117 @@ impl Health {
     }
 }
 
+impl Health {
+    /// The provider refused the channel's credentials (`answer` says how): publishes
+    /// `down`/`auth_failed` (details: `reason`) once, and `ok`/`provider_ok` at the next
+    /// accepted request.
+    pub async fn credentials_refused(&self, ctx: &TransportContext, answer: &str) {
+        self.failures.set(0);
+        // Counted as degraded so that the next success reports the recovery.
+        self.degraded.set(true);
+        let message = format!("The provider refused the channel's credentials: {answer}");
+        let details = Map::from_iter([("reason".to_owned(), json!(answer))]);
+        let (level, component) = (StatusLevel::Down, self.component);
+        report_status(ctx, component, level, "auth_failed", message, details).await;
+    }
+}
+
+/// An inbound message of `transport_type` from a provider's webhook, its provider-specific
+/// fields `meta` kept under `component` in both `transport_metadata` (for replies) and
+/// `helper_metadata` (the application's `channel_data`).
+pub fn inbound_message(
+    ctx: &TransportContext,
+    component: &str,
+    transport_type: &str,
+    (from, to): (String, Option<String>),
+    content: Option<String>,
+    meta: Map<String, Value>,
+) -> Message {
+    let meta = Map::from_iter([(component.to_owned(), Value::Object(meta))]);
+    Message {
+        message_id: new_message_id(),
+        timestamp: timestamp_now(),
+        to_addr: to,
+        from_addr: Some(from),
+        group: None,
+        in_reply_to: None,
+        session_event: None,
+        content,
+        transport_name: ctx.channel_id().to_owned(),
+        transport_type: transport_type.to_owned(),
+        transport_metadata: meta.clone(),
+        helper_metadata: meta,
+        expires_at: None,
+    }
+}
+
+/// Hands `message`, read from `request`, to the daemon: `kept` is the provider's answer
+/// once it is kept, 503 (the provider should send it again) when it cannot be. Both the
+/// request and a failure are written to the channel log.
+pub async fn keep_inbound(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    request: &WebhookRequest,
+    message: Message,
+    kept: WebhookResponse,
+) -> WebhookResponse {
+    let id = message.message_id.clone();
+    ctx.log(
+        LogRecord::debug(format!("Inbound message {id} from the provider"))
+            .about(id.as_str())
+            .going(Direction::Inbound)
+            .with_trace(webhook_trace(redactor, request)),
+    );
+    match ctx.inbound(message).await {
+        Ok(()) => kept,
+        Err(e) => {
+            ctx.log(
+                LogRecord::error(format!("Could not keep inbound message {id}: {e}"))
+                    .about(id.as_str()),
+            );
+            WebhookResponse::text(503, "cannot take the message now, try again later")
+        }
+    }
+}
+
+/// Records `report`, read from `request` (its `details.provider_status`, the provider's
+/// word for the status, goes into the log line): `answer` gets our id of the message it
+/// concerns (`None` when it matches none: logged and dropped); 503 when it cannot be
+/// recorded, so that the provider sends it again.
+pub async fn record_report(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    request: &WebhookRequest,
+    report: DeliveryReport,
+    answer: impl FnOnce(Option<&str>) -> WebhookResponse,
+) -> WebhookResponse {
+    let provider_id = report.provider_message_id.clone();
+    let raw_status = report
+        .details
+        .get("provider_status")
+        .and_then(scalar_text)
+        .unwrap_or_default();
+    ctx.log(
+        LogRecord::debug(redactor.text(&format!(
+            "Delivery report for provider id {provider_id}: {raw_status}"
+        )))
+        .going(Direction::Inbound)
+        .with_trace(webhook_trace(redactor, request)),
+    );
+    match ctx.delivery_report(report).await {
+        ReportOutcome::Matched(id) => answer(Some(&id)),
+        ReportOutcome::Unmatched => {
+            ctx.log(LogRecord::info(redactor.text(&format!(
+                "Delivery report for unknown provider id {provider_id} dropped"
+            ))));
+            answer(None)
+        }
+        ReportOutcome::Failed => {
+            WebhookResponse::text(503, "cannot take the report now, try again later")
+        }
+    }
+}
+
 /// A webhook payload that cannot be used: the provider gets `400` with `reason` (JSON when
 /// it sent JSON, else text), the channel log a WARNING with the request (secrets masked).
 pub fn bad_webhook(
@@ -583,14 +782,7 @@ pub fn refuse_webhook(
 /// Whether `request` carries `token`: as `Authorization: Bearer <token>`, an
 /// `X-Webhook-Token` header or a `token` query parameter. Compared in constant time.
 pub fn has_token(request: &WebhookRequest, token: &str) -> bool {
-    let same = |given: &str| {
-        given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
-    };
+    let same = |given: &str| same_secret(given, token);
     let bearer = request
         .header("authorization")
         .and_then(|value| value.strip_prefix("Bearer "));
@@ -599,6 +791,63 @@ pub fn has_token(request: &WebhookRequest, token: &str) -> bool {
         .find(|(key, _)| key == "token")
         .map(|(_, value)| value.into_owned());
     bearer.is_some_and(same) || header.is_some_and(same) || query.as_deref().is_some_and(same)
+}
+
+/// Whether `given` is `secret`, compared in constant time (for equal lengths), so that the
+/// time of a refusal tells nothing about how much of a guess was right.
+pub fn same_secret(given: &str, secret: &str) -> bool {
+    given.len() == secret.len()
+        && given
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// A provider's base URL from config `key` (an API root such as `https://api.example.com`,
+/// configurable so that tests and sandboxes can point elsewhere): an absolute `http` or
+/// `https` URL, returned without a trailing `/`.
+pub fn base_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(value) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        Ok(parsed) => Err(ConfigError::new(
+            key,
+            format!("must be an http or https URL, not {}", parsed.scheme()),
+        )),
+        Err(e) => Err(ConfigError::new(key, format!("is not a URL: {e}"))),
+    }
+}
+
+/// [`Sent`] with the provider's id of message `message_id` from the dotted `field` of its
+/// JSON answer; without it (a warning in the channel log), [`Sent`] without an id, as the
+/// message was accepted all the same (only its delivery reports cannot be matched).
+pub fn sent_with_id(
+    ctx: &TransportContext,
+    message_id: &str,
+    response: &ProviderResponse,
+    field: &str,
+) -> Sent {
+    let provider_id = response
+        .json()
+        .as_ref()
+        .and_then(|body| dotted(body, field))
+        .and_then(scalar_text);
+    match provider_id {
+        Some(provider_id) => Sent::with_id(provider_id),
+        None => {
+            ctx.log(
+                LogRecord::warning(format!(
+                    "The provider accepted message {message_id} but its answer has no \
+                     '{field}': its delivery reports cannot be matched"
+                ))
+                .about(message_id)
+                .going(Direction::Inbound),
+            );
+            Sent::default()
+        }
+    }
 }
 
 /// The trace of a webhook request, for the channel log.
@@ -791,6 +1040,25 @@ mod tests {
             "{trace}"
         );
         assert!(trace.contains("Bearer ********"), "{trace}");
+    }
+
+    /// Base URLs must be absolute http(s) URLs; a trailing `/` goes.
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            base_url("base_url", "https://api.example/").unwrap(),
+            "https://api.example"
+        );
+        assert_eq!(base_url("base_url", "ftp://x").unwrap_err().key, "base_url");
+        assert!(base_url("public_url", "/relative").is_err());
+    }
+
+    /// Secrets compare whole.
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("s3cr3t", "s3cr3t"));
+        assert!(!same_secret("s3cr3", "s3cr3t"));
+        assert!(!same_secret("s3cr3T", "s3cr3t"));
     }
 
     /// Dotted paths reach into objects and arrays.

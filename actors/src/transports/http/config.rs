@@ -10,8 +10,10 @@ use serde_json::{Map, Value};
 use super::template::Template;
 use crate::message::{DeliveryStatus, Message};
 use crate::transport::ConfigError;
-use crate::transports::web::{Auth, Method, OutcomeRules, ProviderRequest, Redactor};
-use crate::transports::{seconds, Password};
+use crate::transports::web::{
+    Auth, Method, OutcomeRules, ProviderRequest, Redactor, RequestConfig,
+};
+use crate::transports::Password;
 
 /// An `http` channel's `config` object. Every key but `url` is optional. No `Debug`: it
 /// holds credentials in plain JSON (`auth`, `headers`); [`HttpSettings`] masks them.
@@ -59,18 +61,9 @@ pub struct HttpConfig {
     /// Statuses that mean try again later (default: 5xx).
     #[serde(default)]
     pub retry_statuses: Vec<u16>,
-    /// Seconds a request may take (default 30).
-    #[serde(default)]
-    pub timeout: Option<f64>,
-    /// Seconds before a message that failed for a passing reason is tried again (default 5).
-    #[serde(default)]
-    pub retry_delay: Option<f64>,
-    /// Seconds the channel pauses after a 429 without a usable `Retry-After` (default 1).
-    #[serde(default)]
-    pub throttle_delay: Option<f64>,
-    /// Failed requests in a row after which the `http` status is `degraded` (default 3).
-    #[serde(default)]
-    pub degraded_after: Option<u32>,
+    /// `timeout`, `retry_delay`, `throttle_delay`, `degraded_after`: see [`RequestConfig`].
+    #[serde(flatten)]
+    pub requests: RequestConfig,
     /// Field names of the inbound (`mo`) webhook: `to`, `from`, `content`, `message_id` (the
     /// provider's id). Dotted paths in a JSON body. Defaults: the same names.
     #[serde(default)]
@@ -385,17 +378,13 @@ impl HttpConfig {
                 ));
             }
         }
+        let requests = self.requests.validate()?;
         let rules = OutcomeRules {
             accepted: self.accepted_statuses,
             rejected: self.rejected_statuses,
             retry: self.retry_statuses,
-            retry_after: seconds("retry_delay", self.retry_delay, 5.0)?,
-            throttle_after: seconds("throttle_delay", self.throttle_delay, 1.0)?,
+            ..requests.rules
         };
-        let degraded_after = self.degraded_after.unwrap_or(3);
-        if degraded_after == 0 {
-            return Err(ConfigError::new("degraded_after", "must be at least 1"));
-        }
         let name = |value: Option<String>, default: &str, key: &str| {
             let value = value.unwrap_or_else(|| default.to_owned());
             if value.is_empty() {
@@ -439,8 +428,8 @@ impl HttpConfig {
             redactor: Redactor::new(secrets.iter().map(String::as_str)),
             message_id_field: self.message_id_field,
             rules,
-            timeout: seconds("timeout", self.timeout, 30.0)?,
-            degraded_after,
+            timeout: requests.timeout,
+            degraded_after: requests.degraded_after,
             mo_fields,
             dlr_fields,
             dlr_statuses,

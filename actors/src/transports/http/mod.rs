@@ -35,12 +35,13 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use crate::message::{new_message_id, timestamp_now, DeliveryReport, Message};
-use crate::ports::{Direction, LogRecord, ReportOutcome};
 use crate::transport::{
     ChannelType, ConfigError, SendError, Sent, Transport, TransportContext, TransportError,
 };
 use crate::transports::parse_config;
-use crate::transports::web::{self, bad_webhook, dotted, refuse_webhook, scalar_text, Health};
+use crate::transports::web::{
+    self, bad_webhook, dotted, refuse_webhook, scalar_text, Health, ProviderResponse,
+};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
 pub mod config;
@@ -111,39 +112,14 @@ impl Transport for HttpTransport {
         };
         let request = settings.request(&message, ctx.channel_id());
         let id = &message.message_id;
-        let retry = settings.rules.retry_after;
-        let response = match web::exchange(&ctx, &settings.redactor, id, &request, retry).await {
-            Ok(response) => response,
-            Err(e) => {
-                self.health.note(&ctx, &Err(e.clone())).await;
-                return Err(e);
-            }
+        let (redactor, rules) = (&settings.redactor, &settings.rules);
+        let read = |response: &ProviderResponse| {
+            Ok(match &settings.message_id_field {
+                Some(field) => web::sent_with_id(&ctx, id, response, field),
+                None => Sent::default(),
+            })
         };
-        let outcome = settings.rules.judge(&response);
-        self.health.note(&ctx, &outcome).await;
-        outcome?;
-        let Some(field) = &settings.message_id_field else {
-            return Ok(Sent::default());
-        };
-        let provider_id = response
-            .json()
-            .as_ref()
-            .and_then(|body| dotted(body, field))
-            .and_then(scalar_text);
-        match provider_id {
-            Some(provider_id) => Ok(Sent::with_id(provider_id)),
-            None => {
-                ctx.log(
-                    LogRecord::warning(format!(
-                        "The provider accepted message {id} but its answer has no '{field}': \
-                         its delivery reports cannot be matched"
-                    ))
-                    .about(id.as_str())
-                    .going(Direction::Inbound),
-                );
-                Ok(Sent::default())
-            }
-        }
+        web::submit(&ctx, (redactor, &self.health), id, &request, rules, read).await
     }
 
     async fn webhook(&self, request: WebhookRequest) -> WebhookResponse {
@@ -212,23 +188,8 @@ impl HttpTransport {
             helper_metadata: Map::from_iter([(COMPONENT.to_owned(), Value::Object(http))]),
             expires_at: None,
         };
-        let id = message.message_id.clone();
-        ctx.log(
-            LogRecord::debug(format!("Inbound message {id} from the provider"))
-                .about(id.as_str())
-                .going(Direction::Inbound)
-                .with_trace(web::webhook_trace(&settings.redactor, request)),
-        );
-        match ctx.inbound(message).await {
-            Ok(()) => WebhookResponse::json(200, &json!({ "message_id": id })),
-            Err(e) => {
-                ctx.log(
-                    LogRecord::error(format!("Could not keep inbound message {id}: {e}"))
-                        .about(id.as_str()),
-                );
-                WebhookResponse::text(503, "cannot take the message now, try again later")
-            }
-        }
+        let kept = WebhookResponse::json(200, &json!({ "message_id": message.message_id }));
+        web::keep_inbound(ctx, &settings.redactor, request, message, kept).await
     }
 
     /// A delivery report.
@@ -257,13 +218,6 @@ impl HttpTransport {
             );
             return bad_webhook(ctx, redactor, request, &reason);
         };
-        ctx.log(
-            LogRecord::debug(redactor.text(&format!(
-                "Delivery report for provider id {provider_id}: {raw_status}"
-            )))
-            .going(Direction::Inbound)
-            .with_trace(web::webhook_trace(redactor, request)),
-        );
         let report = DeliveryReport {
             provider_message_id: provider_id.clone(),
             status: *status,
@@ -272,18 +226,8 @@ impl HttpTransport {
                 ("provider_message_id".to_owned(), json!(provider_id)),
             ]),
         };
-        match ctx.delivery_report(report).await {
-            ReportOutcome::Matched(id) => WebhookResponse::json(200, &json!({ "message_id": id })),
-            ReportOutcome::Unmatched => {
-                ctx.log(LogRecord::info(redactor.text(&format!(
-                    "Delivery report for unknown provider id {provider_id} dropped"
-                ))));
-                WebhookResponse::json(200, &json!({ "message_id": null }))
-            }
-            ReportOutcome::Failed => {
-                WebhookResponse::text(503, "cannot take the report now, try again later")
-            }
-        }
+        let answer = |id: Option<&str>| WebhookResponse::json(200, &json!({ "message_id": id }));
+        web::record_report(ctx, redactor, request, report, answer).await
     }
 }
 

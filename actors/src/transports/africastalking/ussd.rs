@@ -1,6 +1,6 @@
-//! The `africastalking` channel type: Africa's Talking USSD callbacks, answered synchronously
-//! through the shared machinery of [`super::ussd_http`] (sessions, waiting for the reply,
-//! timeout and fallback). This module only maps the wire format.
+//! Africa's Talking USSD callbacks, answered synchronously through the shared machinery of
+//! [`crate::transports::ussd_http`] (sessions, waiting for the reply, timeout and fallback).
+//! This module only maps the wire format.
 //!
 //! # Wire format (Africa's Talking USSD API)
 //!
@@ -35,34 +35,10 @@
 //!
 //! **Limitation.** A user's input that itself contains `*` cannot be told apart from two
 //! inputs: the content is what follows the last `*`.
-use std::rc::Rc;
-
 use serde_json::{Map, Value};
 
-use super::ussd_http::{
-    BadRequest, Ended, Incoming, Reply, Step, UssdHttpConfig, UssdHttpTransport, Wire,
-};
-use crate::transport::{ChannelType, ConfigError, Transport};
-use crate::transports::parse_config;
+use crate::transports::ussd_http::{BadRequest, Ended, Incoming, Reply, Step, Wire};
 use crate::webhook::{WebhookRequest, WebhookResponse};
-
-/// The `africastalking` entry of the [`crate::TransportRegistry`].
-pub struct AfricasTalkingType;
-
-impl ChannelType for AfricasTalkingType {
-    fn name(&self) -> &'static str {
-        "africastalking"
-    }
-
-    fn description(&self) -> &'static str {
-        "Africa's Talking USSD: sessions over HTTP callbacks, answered with CON/END"
-    }
-
-    fn build(&self, _channel_id: &str, config: &Value) -> Result<Rc<dyn Transport>, ConfigError> {
-        let settings = parse_config::<UssdHttpConfig>(config)?.validate()?;
-        Ok(Rc::new(UssdHttpTransport::new(AfricasTalking, settings)))
-    }
-}
 
 /// Africa's Talking's wire format; see the module docs.
 #[derive(Debug, Clone, Copy, Default)]

@@ -279,6 +279,7 @@ impl TransportRegistry {
         registry.register(crate::transports::irc::IrcType);
         registry.register(crate::transports::smpp::SmppType);
         registry.register(crate::transports::telnet::TelnetType);
+        registry.register(crate::transports::twitter::TwitterType);
         registry.register(crate::transports::xmpp::XmppType);
         registry
     }

@@ -7,6 +7,7 @@
 //! - [`smpp`]: an SMPP 3.4 ESME for SMS and USSD.
 //! - [`telnet`]: a telnet server; each connected client is an address (the getting-started
 //!   channel type).
+//! - [`twitter`]: an X (Twitter) account: mentions and direct messages (X API v2, polled).
 //! - [`xmpp`]: an XMPP client: one-to-one chats, MUC rooms, delivery receipts (XEP-0184).
 //! - [`ussd_http`]: what the synchronous USSD-over-HTTP types share: sessions, the webhook
 //!   that waits for the application's reply, timeout and fallback.
@@ -44,6 +45,7 @@ pub mod reconnect;
 pub mod smpp;
 pub mod telnet;
 pub mod tls;
+pub mod twitter;
 pub mod ussd_http;
 pub mod web;
 pub mod xmpp;

@@ -5,130 +5,15 @@
 #[macro_use]
 mod common;
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use common::aggregator::{answer, Aggregator};
 use common::logs::{eventually, message_logs, text};
 use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment, WAIT};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 /// The bearer token of these tests' aggregator.
 const TOKEN: &str = "sekrit-T0KEN";
-
-/// A request the aggregator received.
-#[derive(Debug, Clone)]
-struct Request {
-    method: String,
-    /// Path and query.
-    uri: String,
-    authorization: Option<String>,
-    content_type: Option<String>,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-/// An answer the aggregator gives.
-struct Answer {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
-
-/// A scripted aggregator: answers from its script in order, then 200 `{"data": {"id":
-/// "prov-N"}}` with N counting from 1 over all requests.
-struct Aggregator {
-    url: String,
-    rx: mpsc::UnboundedReceiver<Request>,
-    script: Arc<Mutex<VecDeque<Answer>>>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl Aggregator {
-    async fn start() -> Aggregator {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let script: Arc<Mutex<VecDeque<Answer>>> = Arc::default();
-        let counter = Arc::new(AtomicU32::new(0));
-        let answers = script.clone();
-        let server = HttpServer::new(move || {
-            let (tx, answers, counter) = (tx.clone(), answers.clone(), counter.clone());
-            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                let answer = answers.lock().unwrap().pop_front().unwrap_or(Answer {
-                    status: 200,
-                    headers: vec![],
-                    body: json!({"data": {"id": format!("prov-{n}")}}).to_string(),
-                });
-                let header = |name: &str| {
-                    req.headers()
-                        .get(name)
-                        .map(|v| v.to_str().unwrap().to_owned())
-                };
-                let _ = tx.send(Request {
-                    method: req.method().to_string(),
-                    uri: req.uri().to_string(),
-                    authorization: header("authorization"),
-                    content_type: header("content-type"),
-                    body: body.to_vec(),
-                    at: Instant::now(),
-                });
-                async move {
-                    let mut response = HttpResponse::build(
-                        actix_web::http::StatusCode::from_u16(answer.status).unwrap(),
-                    );
-                    for (name, value) in answer.headers {
-                        response.insert_header((name, value));
-                    }
-                    response.content_type("application/json").body(answer.body)
-                }
-            }))
-        })
-        .workers(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-        let addr: SocketAddr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        Aggregator {
-            url: format!("http://{addr}"),
-            rx,
-            script,
-            handle,
-        }
-    }
-
-    /// The next answers, in order.
-    fn script(&self, answers: Vec<Answer>) {
-        self.script.lock().unwrap().extend(answers);
-    }
-
-    /// The next request, or a panic after [`WAIT`].
-    async fn next(&mut self) -> Request {
-        tokio::time::timeout(WAIT, self.rx.recv())
-            .await
-            .expect("no request reached the aggregator in time")
-            .expect("aggregator gone")
-    }
-}
-
-impl Drop for Aggregator {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
-
-fn answer(status: u16, headers: Vec<(&'static str, String)>, body: Value) -> Answer {
-    Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
 
 /// A daemon with one `http` channel on a scripted aggregator, and an application server.
 struct Setup {

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+pub mod aggregator;
 pub mod ircd;
 pub mod logs;
 pub mod metrics;

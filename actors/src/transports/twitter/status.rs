@@ -57,7 +57,10 @@ impl Condition {
     /// The API answered 429 for `endpoint`; it resets in `after`.
     pub async fn rate_limited(&self, ctx: &TransportContext, endpoint: &str, after: Duration) {
         self.state.set(State::RateLimited);
-        let reset_at = chrono::Utc::now().timestamp() + after.as_secs() as i64;
+        // The API's reset is a whole second and `after` was measured from it: rounding
+        // gives that second back.
+        let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2);
+        let reset_at = (chrono::Utc::now().timestamp_millis() + after_ms + 500) / 1000;
         let details = Map::from_iter([
             ("endpoint".to_owned(), json!(endpoint)),
             ("reset_at".to_owned(), json!(reset_at)),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::aggregator::{answer, Aggregator};
 use common::logs::{eventually, message_logs, text};
-use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment, WAIT};
+use common::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment};
 use serde_json::{json, Value};
 
 /// The bearer token of these tests' aggregator.

@@ -515,7 +515,7 @@ async fn direct_messages_both_ways() {
 /// A 429 with `x-rate-limit-reset` pauses sending until the reset: the status goes
 /// `degraded`/`rate_limited` with the reset time, the tweet is posted again only after the
 /// reset, then `submitted`, and the status is `ok` again. A rate-limited mentions poll waits
-/// for its reset too.
+/// for its reset too, and so does one whose answer said `x-rate-limit-remaining: 0`.
 #[actix_rt::test]
 async fn rate_limits_pause_until_the_reset() {
     let mut s = Setup::new(
@@ -588,6 +588,36 @@ async fn rate_limits_pause_until_the_reset() {
     assert!(
         now >= reset,
         "polled again before the reset ({now} < {reset})"
+    );
+
+    // A success that uses up the window pauses too, without a 429 (203: a 2xx the test can
+    // tell apart from the fake's usual 200).
+    let reset = chrono::Utc::now().timestamp() + 3;
+    s.answer_next(
+        &format!("/2/users/{OUR_ID}/mentions"),
+        vec![answer(
+            203,
+            vec![
+                ("x-rate-limit-remaining", "0".into()),
+                ("x-rate-limit-reset", reset.to_string()),
+            ],
+            json!({"meta": {"result_count": 0}}),
+        )],
+    );
+    let spent = s
+        .server
+        .next_matching(|r| is_mentions(r) && r.status == 203)
+        .await;
+    let next = s.server.next_matching(is_mentions).await;
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        now >= reset,
+        "polled again before the reset ({now} < {reset})"
+    );
+    assert!(
+        next.at - spent.at >= Duration::from_secs(1),
+        "polled again after {:?}",
+        next.at - spent.at
     );
 }
 

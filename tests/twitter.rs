@@ -22,6 +22,9 @@ const CONSUMER_SECRET: &str = "cs-S3CRET";
 const ACCESS_TOKEN: &str = "1-at-T0KEN";
 const ACCESS_TOKEN_SECRET: &str = "ats-S3CRET";
 
+/// An OAuth 2.0 user access token the fake X API accepts too.
+const BEARER_TOKEN: &str = "oauth2-user-T0KEN";
+
 /// Our account.
 const OUR_ID: &str = "1";
 
@@ -58,9 +61,16 @@ impl FakeX {
         self.next_id.to_string()
     }
 
-    /// Whether the request's `Authorization` is OAuth 1.0a with our keys and a signature
-    /// that verifies.
+    /// Whether the request's `Authorization` is our OAuth 2.0 user token, or OAuth 1.0a with
+    /// our keys and a signature that verifies.
     fn verifies(&self, request: &Request) -> bool {
+        if let Some(token) = request
+            .authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+        {
+            return token == BEARER_TOKEN;
+        }
         let Some(header) = request
             .authorization
             .as_deref()
@@ -431,8 +441,10 @@ async fn mentions_replies_and_the_cursor_across_a_restart(backend) {
         .logs_of(&reply, |entries| {
             entries.iter().any(|e| e["trace"]["method"] == "POST")
                 && entries.iter().any(|e| e["trace"]["status"] == 201)
+                && entries.iter().any(|e| e["trace"]["provider_ids"].is_array())
         })
         .await;
+    assert!(logged.contains(r#""provider_ids":["1001"]"#), "the tweet id: {logged}");
     for secret in [CONSUMER_KEY, CONSUMER_SECRET, ACCESS_TOKEN, ACCESS_TOKEN_SECRET] {
         assert!(!logged.contains(secret), "{secret} leaked into the channel log: {logged}");
     }
@@ -647,4 +659,36 @@ async fn refused_credentials_are_reported_and_reject_messages() {
         reason.contains("credentials") && reason.contains("401"),
         "{reason}"
     );
+}
+
+/// OAuth 2.0 user context: a `bearer_token` instead of the OAuth 1.0a keys signs every
+/// request as `Authorization: Bearer …`, kept out of the channel log.
+#[actix_rt::test]
+async fn an_oauth2_user_token_works_too() {
+    let oauth1 = [
+        "consumer_key",
+        "consumer_secret",
+        "access_token",
+        "access_token_secret",
+    ];
+    let mut config = json!({"bearer_token": BEARER_TOKEN});
+    for key in oauth1 {
+        config[key] = Value::Null;
+    }
+    let mut s = Setup::new(Backend::Embedded, config).await;
+    s.status_of("ready").await;
+    let id = s.send(json!({"to": "@alice", "content": "hi"})).await;
+    let posted = s.server.next_matching(is_post_tweet).await;
+    assert_eq!(
+        posted.authorization.as_deref(),
+        Some(&*format!("Bearer {BEARER_TOKEN}"))
+    );
+    let submitted = s.event().await;
+    assert_eq!(submitted["event_type"], "submitted", "{submitted}");
+    let logged = s
+        .logs_of(&id, |entries| {
+            entries.iter().any(|e| e["trace"]["status"] == 201)
+        })
+        .await;
+    assert!(!logged.contains(BEARER_TOKEN), "the token leaked: {logged}");
 }

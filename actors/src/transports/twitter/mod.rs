@@ -50,7 +50,7 @@ pub mod status;
 
 pub use config::{TwitterConfig, TwitterSettings};
 
-use api::{Api, ApiError, Identity};
+use api::{Api, ApiError};
 use mapping::{Outbound, Recipient};
 
 /// The `twitter` channel type.
@@ -70,7 +70,6 @@ impl ChannelType for TwitterType {
         Ok(Rc::new(TwitterTransport {
             api: Rc::new(Api::new(settings.clone())),
             settings,
-            identity: Rc::new(RefCell::new(None)),
             running: RefCell::new(None),
         }))
     }
@@ -80,8 +79,6 @@ impl ChannelType for TwitterType {
 pub struct TwitterTransport {
     settings: Rc<TwitterSettings>,
     api: Rc<Api>,
-    /// The account, once `GET /2/users/me` answered.
-    identity: Rc<RefCell<Option<Identity>>>,
     /// Set by `start`, cleared by `stop`: the context and the poller.
     running: RefCell<Option<(TransportContext, TaskHandle)>>,
 }
@@ -92,12 +89,7 @@ impl Transport for TwitterTransport {
     async fn start(&self, ctx: TransportContext) -> Result<(), TransportError> {
         let poller = ctx.spawn(
             "the X API poller",
-            poll::run(
-                ctx.clone(),
-                self.api.clone(),
-                self.settings.clone(),
-                self.identity.clone(),
-            ),
+            poll::run(ctx.clone(), self.api.clone(), self.settings.clone()),
         );
         *self.running.borrow_mut() = Some((ctx, poller));
         Ok(())

@@ -38,19 +38,18 @@ pub async fn run(
     ctx: TransportContext,
     api: Rc<Api>,
     settings: Rc<TwitterSettings>,
-    identity: Rc<std::cell::RefCell<Option<Identity>>>,
 ) -> Result<(), TransportError> {
+    let mut known: Option<Identity> = None;
     loop {
-        let known = identity.borrow().clone();
-        let us = match known {
-            Some(us) => us,
+        let us = match &known {
+            Some(us) => us.clone(),
             None => match api.me(&ctx).await {
                 Ok(me) => {
                     let us = Identity {
                         id: settings.user_id.clone().unwrap_or(me.id),
                         username: settings.screen_name.clone().unwrap_or(me.username),
                     };
-                    *identity.borrow_mut() = Some(us.clone());
+                    known = Some(us.clone());
                     us
                 }
                 Err(e) => {
@@ -128,7 +127,9 @@ async fn hand_on(
         .map_err(|e| TransportError(format!("could not save the {cursor} cursor: {e}")))
 }
 
-/// Reads the mentions newer than the cursor and hands them on.
+/// Reads the mentions newer than the cursor and hands them on. The outer error: a message
+/// or the cursor could not be kept (the channel restarts); the inner one: the API failed
+/// (the status says so; the next poll tries again).
 async fn mentions(
     ctx: &TransportContext,
     api: &Api,
@@ -177,7 +178,8 @@ async fn mentions(
     hand_on(ctx, found, MENTIONS_CURSOR, &newest).await.map(Ok)
 }
 
-/// Reads the direct messages newer than the cursor and hands them on.
+/// Reads the direct messages newer than the cursor and hands them on; errors as for
+/// [`mentions`].
 async fn direct_messages(
     ctx: &TransportContext,
     api: &Api,

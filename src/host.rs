@@ -346,6 +346,25 @@ impl ChannelHost for Host {
         }
     }
 
+    async fn cursor(&self, channel_id: &str, name: &str) -> Result<Option<String>, PortError> {
+        self.store
+            .cursor(channel_id, name)
+            .await
+            .map_err(|e| self.not_kept(channel_id, "read a cursor", e))
+    }
+
+    async fn save_cursor(
+        &self,
+        channel_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), PortError> {
+        self.store
+            .save_cursor(channel_id, name, value)
+            .await
+            .map_err(|e| self.not_kept(channel_id, "save a cursor", e))
+    }
+
     async fn event(&self, channel_id: &str, event: Event) {
         self.record_event(channel_id, &event).await;
     }

@@ -225,7 +225,7 @@ async fn domain_errors(backend) {
     assert_eq!(first_error(&env)["type"], "InvalidChannelType");
     assert_eq!(
         first_error(&env)["message"],
-        "Invalid channel type 'carrier-pigeon', must be one of: africastalking, dmark, http, irc, smpp, telnet, twilio, xmpp"
+        "Invalid channel type 'carrier-pigeon', must be one of: africastalking, dmark, http, irc, smpp, telnet, twilio, twitter, xmpp"
     );
 
     let (status, env) = api

@@ -355,6 +355,25 @@ store_tests! {
         assert_eq!(store.statuses(&other).await.unwrap().len(), 1);
     }
 
+    /// Cursors are kept by name, per channel, the latest value winning; deleting the channel
+    /// forgets them.
+    fn cursors_are_kept_per_channel_until_it_is_deleted(store) {
+        let (id, other) = (channel_id(), channel_id());
+        store.save_channel(&id, &props(json!({}))).await.unwrap();
+        assert_eq!(store.cursor(&id, "mentions").await.unwrap(), None);
+        store.save_cursor(&id, "mentions", "100").await.unwrap();
+        store.save_cursor(&id, "mentions", "205").await.unwrap();
+        store.save_cursor(&id, "dms", "7").await.unwrap();
+        store.save_cursor(&other, "mentions", "3").await.unwrap();
+        assert_eq!(store.cursor(&id, "mentions").await.unwrap().as_deref(), Some("205"));
+        assert_eq!(store.cursor(&id, "dms").await.unwrap().as_deref(), Some("7"));
+
+        assert!(store.delete_channel(&id).await.unwrap());
+        assert_eq!(store.cursor(&id, "mentions").await.unwrap(), None);
+        assert_eq!(store.cursor(&id, "dms").await.unwrap(), None);
+        assert_eq!(store.cursor(&other, "mentions").await.unwrap().as_deref(), Some("3"));
+    }
+
     /// Counts are kept per bucket and label, apart for each channel.
     fn counts_are_kept_per_bucket_label_and_channel(store) {
         let (id, other) = (channel_id(), channel_id());

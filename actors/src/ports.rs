@@ -41,6 +41,17 @@ pub trait ChannelHost: Send + Sync + 'static {
         max_age: Duration,
     ) -> Result<Vec<PartialMessage>, PortError>;
 
+    /// The channel's cursor `name`: how far its transport has read a provider's stream (the
+    /// newest mention kept, say), as last saved with [`save_cursor`](Self::save_cursor);
+    /// `None` until first saved. Survives restarts of the channel and of the daemon.
+    async fn cursor(&self, channel_id: &str, name: &str) -> Result<Option<String>, PortError>;
+
+    /// Durably replaces the channel's cursor `name`. A transport saves a cursor only after
+    /// what it read up to there was kept ([`inbound`](Self::inbound) returned `Ok`), so a
+    /// crash in between reads some of it again (at-least-once) and never loses any.
+    async fn save_cursor(&self, channel_id: &str, name: &str, value: &str)
+        -> Result<(), PortError>;
+
     /// Something happened to an outbound message: record it and forward it.
     async fn event(&self, channel_id: &str, event: Event);
 

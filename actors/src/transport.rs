@@ -175,6 +175,16 @@ impl TransportContext {
         self.host.expired_parts(&self.channel_id, max_age).await
     }
 
+    /// The channel's cursor `name`; see [`ChannelHost::cursor`].
+    pub async fn cursor(&self, name: &str) -> Result<Option<String>, PortError> {
+        self.host.cursor(&self.channel_id, name).await
+    }
+
+    /// Saves the channel's cursor `name`; see [`ChannelHost::save_cursor`].
+    pub async fn save_cursor(&self, name: &str, value: &str) -> Result<(), PortError> {
+        self.host.save_cursor(&self.channel_id, name, value).await
+    }
+
     /// Reports an event about an outbound message (a delivery report, say).
     pub async fn event(&self, event: Event) {
         self.host.event(&self.channel_id, event).await
@@ -270,6 +280,7 @@ impl TransportRegistry {
         registry.register(crate::transports::smpp::SmppType);
         registry.register(crate::transports::telnet::TelnetType);
         registry.register(crate::transports::twilio::TwilioType);
+        registry.register(crate::transports::twitter::TwitterType);
         registry.register(crate::transports::xmpp::XmppType);
         registry
     }

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS inbound_parts (
 CREATE TABLE IF NOT EXISTS statuses (
     channel_id TEXT NOT NULL, component TEXT NOT NULL, status TEXT NOT NULL,
     PRIMARY KEY (channel_id, component));
+CREATE TABLE IF NOT EXISTS cursors (
+    channel_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (channel_id, name));
 CREATE TABLE IF NOT EXISTS rates (
     channel_id TEXT NOT NULL, label TEXT NOT NULL, bucket INTEGER NOT NULL,
     count INTEGER NOT NULL, expires_at REAL NOT NULL,
@@ -187,6 +190,7 @@ impl Store for EmbeddedStore {
         self.db
             .call(move |conn| {
                 conn.execute("DELETE FROM statuses WHERE channel_id = ?1", [&id])?;
+                conn.execute("DELETE FROM cursors WHERE channel_id = ?1", [&id])?;
                 Ok(conn.execute("DELETE FROM channels WHERE id = ?1", [&id])? > 0)
             })
             .await
@@ -535,6 +539,38 @@ impl Store for EmbeddedStore {
                 )?;
                 let rows = stmt.query_map([id], |row| from_json(&row.get::<_, String>(0)?))?;
                 rows.collect()
+            })
+            .await
+    }
+
+    async fn cursor(&self, channel_id: &str, name: &str) -> Result<Option<String>, BackendError> {
+        let key = (channel_id.to_owned(), name.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT value FROM cursors WHERE channel_id = ?1 AND name = ?2",
+                    params![key.0, key.1],
+                    |row| row.get(0),
+                )
+                .optional()
+            })
+            .await
+    }
+
+    async fn save_cursor(
+        &self,
+        channel_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), BackendError> {
+        let row = (channel_id.to_owned(), name.to_owned(), value.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO cursors VALUES (?1, ?2, ?3)",
+                    params![row.0, row.1, row.2],
+                )
+                .map(drop)
             })
             .await
     }

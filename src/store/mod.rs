@@ -94,7 +94,7 @@ pub trait Store: Send + Sync + 'static {
     async fn load_channel(&self, id: &str) -> Result<Option<ChannelProperties>, BackendError>;
     /// Every channel, sorted by id.
     async fn load_channels(&self) -> Result<Vec<(String, ChannelProperties)>, BackendError>;
-    /// Removes a channel and its statuses; false if there was none.
+    /// Removes a channel, its statuses and its cursors; false if there was none.
     async fn delete_channel(&self, id: &str) -> Result<bool, BackendError>;
 
     /// Keeps an inbound message for `ttl`, so it can be replied to.
@@ -195,6 +195,17 @@ pub trait Store: Send + Sync + 'static {
         -> Result<(), BackendError>;
     /// The latest status of each component.
     async fn statuses(&self, channel_id: &str) -> Result<Vec<StatusEvent>, BackendError>;
+
+    /// A channel's cursor `name`: how far its transport has read a provider's stream (the
+    /// newest mention kept, say), so a restart resumes there. `None` until first saved.
+    async fn cursor(&self, channel_id: &str, name: &str) -> Result<Option<String>, BackendError>;
+    /// Replaces cursor `name` of a channel; kept until the channel is deleted.
+    async fn save_cursor(
+        &self,
+        channel_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), BackendError>;
 
     /// Counts one `label` occurrence in time bucket `bucket`, kept for `ttl`.
     async fn count(

@@ -15,6 +15,7 @@
 //! | `channels` | set | the channel ids | none |
 //! | `{id}:properties` | string | the channel's properties (JSON) | none |
 //! | `{id}:status` | hash | component → its latest [`StatusEvent`] (JSON) | none |
+//! | `{id}:cursors` | hash | cursor name → its value (how far a transport read its provider) | none |
 //! | `{id}:inbound_messages:{msg}` | string | an inbound [`Message`] (JSON) | inbound TTL |
 //! | `{id}:outbound_messages:{msg}` | string | an [`OutboundRecord`] (JSON) | outbound TTL |
 //! | `{id}:outbound_messages:{msg}:events` | list | its [`Event`]s (JSON), ordered | TTL, renewed |
@@ -131,6 +132,10 @@ impl Keys {
 
     fn status(&self, id: &str) -> String {
         format!("{}{id}:status", self.prefix)
+    }
+
+    fn cursors(&self, id: &str) -> String {
+        format!("{}{id}:cursors", self.prefix)
     }
 
     fn inbound(&self, id: &str, message_id: &str) -> String {
@@ -283,7 +288,7 @@ impl Store for RedisStore {
             .collect()
     }
 
-    /// One atomic pipeline: SREM, and DEL of the properties and statuses.
+    /// One atomic pipeline: SREM, and DEL of the properties, statuses and cursors.
     async fn delete_channel(&self, id: &str) -> Result<bool, BackendError> {
         let pipe = redis::pipe()
             .atomic()
@@ -294,6 +299,9 @@ impl Store for RedisStore {
             .arg(self.keys.properties(id))
             .cmd("DEL")
             .arg(self.keys.status(id))
+            .ignore()
+            .cmd("DEL")
+            .arg(self.keys.cursors(id))
             .ignore()
             .to_owned();
         let (removed, deleted): (u64, u64) = self
@@ -643,6 +651,36 @@ impl Store for RedisStore {
             })
             .await?;
         fields.values().map(|text| from_json(&key, text)).collect()
+    }
+
+    async fn cursor(&self, channel_id: &str, name: &str) -> Result<Option<String>, BackendError> {
+        let cmd = redis::cmd("HGET")
+            .arg(self.keys.cursors(channel_id))
+            .arg(name)
+            .to_owned();
+        self.link
+            .query(&cmd, || {
+                format!("cannot load cursor {name} of channel {channel_id}")
+            })
+            .await
+    }
+
+    async fn save_cursor(
+        &self,
+        channel_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), BackendError> {
+        let cmd = redis::cmd("HSET")
+            .arg(self.keys.cursors(channel_id))
+            .arg(name)
+            .arg(value)
+            .to_owned();
+        self.link
+            .query(&cmd, || {
+                format!("cannot save cursor {name} of channel {channel_id}")
+            })
+            .await
     }
 
     /// INCR and PEXPIRE in one atomic pipeline: a counter never exists without an expiry.

@@ -1,6 +1,7 @@
-//! A scripted aggregator for the HTTP channel types' tests: a real HTTP server on 127.0.0.1
-//! that records every request and answers as the test says (by default what the provider's
-//! happy path answers, as the test describes it).
+//! A scripted provider for the HTTP channel types' tests: a real HTTP server on 127.0.0.1
+//! that records every request and answers from the test's script, in order, then with its
+//! default responder (what the provider's happy path answers, as the test describes it; the
+//! `twitter` tests plug in a fake X API).
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +25,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 impl Request {
@@ -51,6 +54,24 @@ impl Request {
             .into_owned()
             .collect()
     }
+
+    /// The body as JSON (`null` when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or_default()
+    }
+
+    /// The decoded value of query parameter `name`.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let (_, query) = self.uri.split_once('?')?;
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
 }
 
 /// An answer the aggregator gives.
@@ -69,8 +90,10 @@ pub fn answer(status: u16, headers: Vec<(&'static str, String)>, body: Value) ->
     }
 }
 
-/// A scripted aggregator: answers from its script in order, then its default answer for
-/// the Nth request (N counting from 1 over all requests).
+/// Answers a request when the script is empty; `n` counts requests from 1.
+pub type Responder = Arc<dyn Fn(&Request, u32) -> Answer + Send + Sync>;
+
+/// A scripted provider; see the module docs.
 pub struct Aggregator {
     pub url: String,
     rx: mpsc::UnboundedReceiver<Request>,
@@ -86,19 +109,21 @@ impl Aggregator {
 
     /// One that answers `default(N)` to the Nth request when its script is empty.
     pub async fn answering(default: impl Fn(u32) -> Answer + Send + Sync + 'static) -> Aggregator {
+        Self::start_with(Arc::new(move |_, n| default(n))).await
+    }
+
+    /// One that answers with `responder` when its script is empty.
+    pub async fn start_with(responder: Responder) -> Aggregator {
         let (tx, rx) = mpsc::unbounded_channel();
         let script: Arc<Mutex<VecDeque<Answer>>> = Arc::default();
         let counter = Arc::new(AtomicU32::new(0));
-        let default = Arc::new(default);
         let answers = script.clone();
         let server = HttpServer::new(move || {
             let (tx, answers, counter) = (tx.clone(), answers.clone(), counter.clone());
-            let default = default.clone();
+            let responder = responder.clone();
             App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                let scripted = answers.lock().unwrap().pop_front();
-                let answer = scripted.unwrap_or_else(|| default(n));
-                let _ = tx.send(Request {
+                let mut request = Request {
                     method: req.method().to_string(),
                     uri: req.uri().to_string(),
                     headers: req
@@ -108,7 +133,12 @@ impl Aggregator {
                         .collect(),
                     body: body.to_vec(),
                     at: Instant::now(),
-                });
+                    status: 0,
+                };
+                let scripted = answers.lock().unwrap().pop_front();
+                let answer = scripted.unwrap_or_else(|| responder(&request, n));
+                request.status = answer.status;
+                let _ = tx.send(request);
                 async move {
                     let mut response = HttpResponse::build(
                         actix_web::http::StatusCode::from_u16(answer.status).unwrap(),
@@ -146,6 +176,16 @@ impl Aggregator {
             .await
             .expect("no request reached the aggregator in time")
             .expect("aggregator gone")
+    }
+
+    /// The next request that `matches` (others are skipped), or a panic after [`WAIT`].
+    pub async fn next_matching(&mut self, matches: impl Fn(&Request) -> bool) -> Request {
+        loop {
+            let request = self.next().await;
+            if matches(&request) {
+                return request;
+            }
+        }
     }
 }
 

@@ -7,11 +7,12 @@
 //! - [`smpp`]: an SMPP 3.4 ESME for SMS and USSD.
 //! - [`telnet`]: a telnet server; each connected client is an address (the getting-started
 //!   channel type).
+//! - [`twilio`]: Twilio SMS (Messages API, status callbacks, inbound webhook, signatures).
+//! - [`twitter`]: an X (Twitter) account: mentions and direct messages (X API v2, polled).
 //! - [`xmpp`]: an XMPP client: one-to-one chats, MUC rooms, delivery receipts (XEP-0184).
 //! - [`ussd_http`]: what the synchronous USSD-over-HTTP types share: sessions, the webhook
 //!   that waits for the application's reply, timeout and fallback.
 //! - [`tls`]: TLS to a provider's server, for the types that dial out.
-//! - [`twilio`]: Twilio SMS (Messages API, status callbacks, inbound webhook, signatures).
 //! - [`web`]: the HTTP core every HTTP provider's type shares (client, channel-log traces,
 //!   outcome rules, provider health, webhook errors).
 //! - `testkit` (tests, or the `testkit` feature): the shared harness for transport and
@@ -46,6 +47,7 @@ pub mod smpp;
 pub mod telnet;
 pub mod tls;
 pub mod twilio;
+pub mod twitter;
 pub mod ussd_http;
 pub mod web;
 pub mod xmpp;

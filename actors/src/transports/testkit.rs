@@ -229,6 +229,8 @@ struct HostInner {
     /// Parts of long inbound messages: (channel, sender, reference, total) → when the first
     /// was kept, and the texts by sequence.
     parts: Mutex<HashMap<PartsOf, KeptParts>>,
+    /// Saved cursors: (channel, name) → value.
+    cursors: Mutex<HashMap<(String, String), String>>,
     /// Outbound queues by channel id.
     queues: Mutex<HashMap<String, OutboundQueue>>,
     /// Woken whenever a queue changes (enqueue, ack, requeue, close).
@@ -275,6 +277,7 @@ impl Default for RecordingHost {
                 provider_ids: Journal::new("provider id mapping"),
                 reports: Journal::new("delivery report"),
                 parts: Mutex::new(HashMap::new()),
+                cursors: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
                 queue_changed: Notify::new(),
                 consume_error: Mutex::new(None),
@@ -480,6 +483,22 @@ impl ChannelHost for RecordingHost {
                 text: texts.into_values().collect(),
             })
             .collect())
+    }
+
+    async fn cursor(&self, channel_id: &str, name: &str) -> Result<Option<String>, PortError> {
+        let key = (channel_id.to_owned(), name.to_owned());
+        Ok(lock(&self.inner.cursors).get(&key).cloned())
+    }
+
+    async fn save_cursor(
+        &self,
+        channel_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), PortError> {
+        let key = (channel_id.to_owned(), name.to_owned());
+        lock(&self.inner.cursors).insert(key, value.to_owned());
+        Ok(())
     }
 
     async fn event(&self, channel_id: &str, event: Event) {

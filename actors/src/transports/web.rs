@@ -196,6 +196,8 @@ pub enum Auth {
     },
     /// `Authorization: Bearer token`.
     Bearer(Password),
+    /// A ready-made `Authorization` value, for schemes signed per request (OAuth 1.0a).
+    Header(Password),
 }
 
 /// One request to a provider, fully expanded.
@@ -252,16 +254,31 @@ pub async fn exchange(
     request: &ProviderRequest,
     retry_after: Duration,
 ) -> Result<ProviderResponse, SendError> {
-    ctx.log(
+    exchange_about(ctx, redactor, Some(message_id), request, retry_after).await
+}
+
+/// Like [`exchange`], for a request that may concern no message yet (polling a provider for
+/// inbound messages): its log entries are tagged with `message_id` only when there is one.
+pub async fn exchange_about(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    message_id: Option<&str>,
+    request: &ProviderRequest,
+    retry_after: Duration,
+) -> Result<ProviderResponse, SendError> {
+    let about = |record: LogRecord| match message_id {
+        Some(id) => record.about(id),
+        None => record,
+    };
+    ctx.log(about(
         LogRecord::debug(format!(
             "HTTP request {} {}",
             request.method.as_str(),
             redactor.text(&request.url)
         ))
-        .about(message_id)
         .going(Direction::Outbound)
         .with_trace(request_trace(redactor, request)),
-    );
+    ));
     let method = match request.method {
         Method::Get => reqwest::Method::GET,
         Method::Post => reqwest::Method::POST,
@@ -277,6 +294,7 @@ pub async fn exchange(
             builder.basic_auth(username, Some(password.reveal()))
         }
         Some(Auth::Bearer(token)) => builder.bearer_auth(token.reveal()),
+        Some(Auth::Header(value)) => builder.header("authorization", value.reveal()),
         None => builder,
     };
     if let Some((content_type, body)) = &request.body {
@@ -316,9 +334,8 @@ pub async fn exchange(
     .await;
     match result {
         Ok(response) => {
-            ctx.log(
+            ctx.log(about(
                 LogRecord::debug(format!("HTTP response {}", response.status))
-                    .about(message_id)
                     .going(Direction::Inbound)
                     .with_trace(json!({
                         "status": response.status,
@@ -327,7 +344,7 @@ pub async fn exchange(
                         ),
                         "body": redactor.body(&response.body),
                     })),
-            );
+            ));
             Ok(response)
         }
         Err(e) => {
@@ -340,11 +357,9 @@ pub async fn exchange(
             };
             // reqwest's error text carries the URL: redact it too.
             let reason = redactor.text(&format!("HTTP request {what}: {e}"));
-            ctx.log(
-                LogRecord::warning(reason.clone())
-                    .about(message_id)
-                    .going(Direction::Outbound),
-            );
+            ctx.log(about(
+                LogRecord::warning(reason.clone()).going(Direction::Outbound),
+            ));
             Err(SendError::Retry {
                 reason,
                 after: retry_after,
@@ -394,6 +409,7 @@ pub fn request_trace(redactor: &Redactor, request: &ProviderRequest) -> Value {
     match &request.auth {
         Some(Auth::Basic { .. }) => headers.push(("authorization", "Basic x".into())),
         Some(Auth::Bearer(_)) => headers.push(("authorization", "Bearer x".into())),
+        Some(Auth::Header(value)) => headers.push(("authorization", value.reveal().to_owned())),
         None => {}
     }
     if let Some((content_type, _)) = &request.body {
@@ -551,6 +567,27 @@ pub fn retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Du
             .to_std()
             .unwrap_or_default(),
     )
+}
+
+/// Whether `response` says the request's rate-limit window is used up: a 429, or
+/// `x-rate-limit-remaining: 0` (the `x-rate-limit-*` headers of X/Twitter and others).
+pub fn rate_limit_exhausted(response: &ProviderResponse) -> bool {
+    response.status == 429
+        || response
+            .header("x-rate-limit-remaining")
+            .is_some_and(|remaining| remaining.trim() == "0")
+}
+
+/// How long until the rate-limit window of `response` resets, from its
+/// `x-rate-limit-reset` header (Unix epoch seconds); zero for a reset in the past, `None`
+/// without a usable header.
+pub fn rate_limit_reset(
+    response: &ProviderResponse,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let reset: i64 = response.header("x-rate-limit-reset")?.trim().parse().ok()?;
+    let at = chrono::DateTime::from_timestamp(reset, 0)?;
+    Some((at - now).to_std().unwrap_or_default())
 }
 
 /// The health of a channel's provider, published as a status of one component: `degraded`
@@ -992,6 +1029,30 @@ mod tests {
         );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("-1", now), None);
+    }
+
+    /// x-rate-limit-* headers: exhausted on 429 or remaining 0; the reset is an epoch second.
+    #[test]
+    fn rate_limit_headers() {
+        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let spent = response(
+            200,
+            &[
+                ("x-rate-limit-remaining", "0"),
+                ("x-rate-limit-reset", "1700000042"),
+            ],
+            "",
+        );
+        assert!(rate_limit_exhausted(&spent));
+        assert_eq!(rate_limit_reset(&spent, now), Some(Duration::from_secs(42)));
+        let fine = response(200, &[("x-rate-limit-remaining", "17")], "");
+        assert!(!rate_limit_exhausted(&fine));
+        assert_eq!(rate_limit_reset(&fine, now), None);
+        let past = response(429, &[("x-rate-limit-reset", "1600000000")], "");
+        assert!(rate_limit_exhausted(&past));
+        assert_eq!(rate_limit_reset(&past, now), Some(Duration::ZERO));
+        let garbage = response(429, &[("x-rate-limit-reset", "soon")], "");
+        assert_eq!(rate_limit_reset(&garbage, now), None);
     }
 
     /// Secrets are masked wherever they appear, raw or encoded; Authorization headers whole.

@@ -313,7 +313,7 @@ impl ChannelActor {
             Ok(Err(SendError::Throttled { after })) => {
                 self.in_flight.remove(&send_no);
                 self.host.note(&self.spec.id, SendDelay::Throttled);
-                self.throttle_pause = (self.throttle_pause * 2).clamp(after, MAX_THROTTLE_PAUSE);
+                self.throttle_pause = next_throttle_pause(self.throttle_pause, after);
                 let pause = self.throttle_pause;
                 self.log(LogRecord::warning(format!(
                     "The provider asked to slow down: pausing the channel for {pause:?}"
@@ -552,6 +552,13 @@ impl Handler<SetRateLimit> for ChannelActor {
 /// The longest pause a throttling provider can impose on a channel in one go.
 pub const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
 
+/// The pause after a provider's "slow down" that asked for `after`, the previous pause
+/// having been `previous`: at least what it asked, doubling while it keeps asking, never
+/// over [`MAX_THROTTLE_PAUSE`] (a provider asking for longer is asked again then).
+fn next_throttle_pause(previous: Duration, after: Duration) -> Duration {
+    (previous * 2).max(after).min(MAX_THROTTLE_PAUSE)
+}
+
 /// How long the supervisor waits for a channel to stop before giving up on it.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -677,6 +684,21 @@ mod tests {
                 "the third message did not wait for 3 tokens"
             );
         });
+    }
+
+    /// Pauses double while the provider keeps asking, start at what it asks, and stay under
+    /// the cap even when it asks for more.
+    #[test]
+    fn throttle_pauses_double_up_to_the_cap() {
+        let secs = Duration::from_secs;
+        assert_eq!(next_throttle_pause(Duration::ZERO, secs(2)), secs(2));
+        assert_eq!(next_throttle_pause(secs(2), secs(1)), secs(4));
+        assert_eq!(next_throttle_pause(secs(2), secs(10)), secs(10));
+        assert_eq!(next_throttle_pause(secs(40), secs(1)), MAX_THROTTLE_PAUSE);
+        assert_eq!(
+            next_throttle_pause(Duration::ZERO, secs(900)),
+            MAX_THROTTLE_PAUSE
+        );
     }
 
     /// A throttling provider pauses its channel alone; the message is retried, nothing lost.

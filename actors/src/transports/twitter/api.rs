@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::config::TwitterSettings;
 use super::oauth::encode;
-use super::status::Condition;
+use super::COMPONENT;
 use crate::transport::{SendError, TransportContext};
-use crate::transports::web::{self, Method, OutcomeRules, ProviderRequest};
+use crate::transports::web::{self, Health, Method, OutcomeRules, ProviderRequest};
 
 /// The pause after a 429 without a usable `x-rate-limit-reset`.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
@@ -126,8 +126,8 @@ pub struct Api {
     rules: OutcomeRules,
     /// Paused endpoints, until when.
     paused: RefCell<HashMap<Endpoint, Instant>>,
-    /// The status component.
-    pub condition: Condition,
+    /// The status component (`twitter`).
+    pub health: Health,
 }
 
 impl Api {
@@ -141,7 +141,8 @@ impl Api {
             settings,
             rules,
             paused: RefCell::new(HashMap::new()),
-            condition: Condition::default(),
+            // The poller's requests are few and regular: one failure is worth saying.
+            health: Health::new(COMPONENT, 1),
         }
     }
 
@@ -362,7 +363,7 @@ impl Api {
             match web::exchange_about(ctx, &settings.redactor, call.about, &request, retry).await {
                 Ok(response) => response,
                 Err(e) => {
-                    self.condition.failing(ctx, &e.to_string()).await;
+                    self.health.note(ctx, &Err(e.clone())).await;
                     return Err(ApiError::Failed(e));
                 }
             };
@@ -373,30 +374,43 @@ impl Api {
                 .borrow_mut()
                 .insert(call.endpoint, Instant::now() + after);
             if response.status == 429 {
-                let endpoint = call.endpoint.as_str();
-                self.condition.rate_limited(ctx, endpoint, after).await;
+                self.rate_limited(ctx, call.endpoint, after).await;
                 return Err(ApiError::RateLimited { after });
             }
         }
-        match self.rules.judge(&response) {
-            Ok(()) => {
-                self.condition.ok(ctx).await;
-                Ok(response.json().unwrap_or(Value::Null))
-            }
+        let judged = self.rules.judge(&response);
+        match judged {
             Err(SendError::Rejected(reason)) if response.status == 401 => {
-                self.condition.auth_failed(ctx, &reason).await;
+                self.health.credentials_refused(ctx, &reason).await;
                 Err(ApiError::Unauthorized(reason))
             }
-            Err(e @ SendError::Rejected(_)) => {
-                // About the request, not the API's health.
-                self.condition.ok(ctx).await;
-                Err(ApiError::Failed(e))
-            }
-            Err(e) => {
-                self.condition.failing(ctx, &e.to_string()).await;
-                Err(ApiError::Failed(e))
+            judged => {
+                self.health.note(ctx, &judged).await;
+                judged
+                    .map(|()| response.json().unwrap_or(Value::Null))
+                    .map_err(ApiError::Failed)
             }
         }
+    }
+
+    /// Publishes that `endpoint` is paused for `after` (details: `endpoint`, `reset_at` in
+    /// epoch seconds, `retry_in` seconds).
+    async fn rate_limited(&self, ctx: &TransportContext, endpoint: Endpoint, after: Duration) {
+        let endpoint = endpoint.as_str();
+        // The API's reset is a whole second and `after` was measured from it: rounding
+        // gives that second back.
+        let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2);
+        let reset_at = (chrono::Utc::now().timestamp_millis() + after_ms + 500) / 1000;
+        let details = Map::from_iter([
+            ("endpoint".to_owned(), json!(endpoint)),
+            ("reset_at".to_owned(), json!(reset_at)),
+            ("retry_in".to_owned(), json!(after.as_secs())),
+        ]);
+        let message = format!(
+            "Rate limited by the X API on {endpoint}: paused for {}s",
+            after.as_secs()
+        );
+        self.health.rate_limited(ctx, message, details).await;
     }
 
     /// The signed request for `call`.

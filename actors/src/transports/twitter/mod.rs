@@ -9,7 +9,6 @@
 //! - [`api`]: the requests, per-endpoint rate limits (`x-rate-limit-*`), what answers mean;
 //! - [`poll`]: the poller and its cursors (since_id) kept in the Store;
 //! - [`mapping`]: tweets and DMs to and from messages;
-//! - [`status`]: the `twitter` status component;
 //! - this module: the channel type and sending.
 //!
 //! # Wire contract
@@ -46,9 +45,15 @@ pub mod config;
 pub mod mapping;
 pub mod oauth;
 pub mod poll;
-pub mod status;
 
 pub use config::{TwitterConfig, TwitterSettings};
+
+/// The status component of this channel type, published through [`crate::transports::web::Health`]:
+/// `ok`/`ready` at the first request that succeeds (`GET /2/users/me` at start),
+/// `degraded`/`rate_limited` on a 429 (details `endpoint`, `reset_at` in epoch seconds,
+/// `retry_in` seconds), `down`/`auth_failed` on a 401, `degraded`/`provider_failing` on a
+/// 5xx, a timeout or no connection, `ok`/`provider_ok` at the next success after those.
+pub const COMPONENT: &str = "twitter";
 
 use api::{Api, ApiError};
 use mapping::{Outbound, Recipient};
@@ -58,7 +63,7 @@ pub struct TwitterType;
 
 impl ChannelType for TwitterType {
     fn name(&self) -> &'static str {
-        "twitter"
+        COMPONENT
     }
 
     fn description(&self) -> &'static str {

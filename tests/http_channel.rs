@@ -132,27 +132,10 @@ async fn provider_errors_are_retried_and_submitted_once() {
 #[actix_rt::test]
 async fn throttling_pauses_the_channel() {
     let mut s = setup(Backend::Embedded, json!({})).await;
-    s.aggregator.script(vec![answer(
-        429,
-        vec![("Retry-After", "1".into())],
-        json!({"error": "slow down"}),
-    )]);
-    let id = s.send(hello()).await;
-    let first = s.aggregator.next().await;
-    let second = s.aggregator.next().await;
-    let waited = second.at - first.at;
-    assert!(
-        waited >= Duration::from_millis(900),
-        "resent after {waited:?}"
-    );
-    let submitted = s.event().await;
-    assert_eq!(
-        (
-            submitted["event_type"].as_str(),
-            submitted["message_id"].as_str()
-        ),
-        (Some("submitted"), Some(id.as_str()))
-    );
+    let retry_after = vec![("Retry-After", "1".into())];
+    let throttled = answer(429, retry_after, json!({"error": "slow down"}));
+    s.assert_throttling_pauses_the_channel(throttled, hello())
+        .await;
 }
 
 /// A 4xx answer rejects the message, naming the status and what the aggregator said.

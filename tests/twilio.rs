@@ -245,23 +245,8 @@ async fn too_many_requests_pause_the_channel() {
     let mut s = setup(Backend::Embedded, json!({})).await;
     let mut throttled = error(429, 20429, "Too Many Requests");
     throttled.headers.push(("Retry-After", "1".into()));
-    s.aggregator.script(vec![throttled]);
-    let id = s.send(hello()).await;
-    let first = s.aggregator.next().await;
-    let second = s.aggregator.next().await;
-    let waited = second.at - first.at;
-    assert!(
-        waited >= Duration::from_millis(900),
-        "resent after {waited:?}"
-    );
-    let submitted = s.event().await;
-    assert_eq!(
-        (
-            submitted["event_type"].as_str(),
-            submitted["message_id"].as_str()
-        ),
-        (Some("submitted"), Some(id.as_str()))
-    );
+    s.assert_throttling_pauses_the_channel(throttled, hello())
+        .await;
 }
 
 /// Webhook payloads that cannot be used get 400 and a warning in the channel log; nothing

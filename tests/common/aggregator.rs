@@ -221,6 +221,32 @@ impl std::ops::DerefMut for ProviderChannel {
 }
 
 impl ProviderChannel {
+    /// Sends `message` while the provider first answers `throttled` (a 429 asking for a
+    /// one-second pause): the message is tried again no sooner than that, then `submitted`.
+    pub async fn assert_throttling_pauses_the_channel(
+        &mut self,
+        throttled: Answer,
+        message: Value,
+    ) {
+        self.aggregator.script(vec![throttled]);
+        let id = self.send(message).await;
+        let first = self.aggregator.next().await;
+        let second = self.aggregator.next().await;
+        let waited = second.at - first.at;
+        assert!(
+            waited >= std::time::Duration::from_millis(900),
+            "resent after {waited:?}"
+        );
+        let submitted = self.event().await;
+        assert_eq!(
+            (
+                submitted["event_type"].as_str(),
+                submitted["message_id"].as_str()
+            ),
+            (Some("submitted"), Some(id.as_str()))
+        );
+    }
+
     /// A channel of type `kind` with `config` (made for the aggregator's URL).
     pub async fn start(
         backend: Backend,

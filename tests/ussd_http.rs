@@ -329,7 +329,7 @@ async fn bad_requests_unknown_channels_and_paths() {
     assert_eq!(answer.status, 400, "{answer:?}");
     assert!(answer.body.contains("sessionId"), "{answer:?}");
     let entry = s
-        .logged("Refused a bad africastalking webhook request")
+        .logged("Refused a webhook request to 'ussd': a bad africastalking request")
         .await;
     assert_eq!(entry["level"], 30, "a warning: {entry}");
     assert_eq!(s.at_step("sms", &[]).await.unwrap().status, 404);
@@ -346,7 +346,7 @@ async fn bad_requests_unknown_channels_and_paths() {
                                      "ussdRequestString", "ussdServiceCode"],
                "unexpected_parameter": ["extra"]})
     );
-    dmark.logged("Refused a bad dmark webhook request").await;
+    dmark.logged("a bad dmark request").await;
 
     let unknown = format!(
         "{}/channels/{}/inbound/ussd",
@@ -411,6 +411,7 @@ async fn basic_credentials_when_configured() {
             .status,
         401
     );
+    s.logged("no africastalking credentials").await;
     let url = s.webhook_url("ussd");
     let fields = at_fields("");
     let body = url::form_urlencoded::Serializer::new(String::new())

@@ -40,6 +40,7 @@ use tokio::time::Instant;
 use crate::message::{new_message_id, timestamp_now, Message, SessionEvent};
 use crate::ports::{Direction, LogRecord};
 use crate::transport::{ConfigError, SendError, Sent, Transport, TransportContext, TransportError};
+use crate::transports::web::{log_refusal, Redactor};
 use crate::transports::{seconds, Password};
 use crate::webhook::{WebhookRequest, WebhookResponse};
 
@@ -289,6 +290,8 @@ impl Sessions {
 pub struct UssdHttpTransport<W: Wire> {
     wire: W,
     settings: UssdHttpSettings,
+    /// Masks the Basic password in logged requests.
+    redactor: Redactor,
     state: Rc<State>,
 }
 
@@ -319,8 +322,10 @@ impl Drop for WaitingGuard<'_> {
 impl<W: Wire> UssdHttpTransport<W> {
     /// A transport for `wire` with validated settings; it does nothing until started.
     pub fn new(wire: W, settings: UssdHttpSettings) -> Self {
+        let password = settings.basic_auth.as_ref().map(|(_, p)| p.reveal());
         UssdHttpTransport {
             wire,
+            redactor: Redactor::new(password),
             settings,
             state: Rc::new(State::default()),
         }
@@ -540,27 +545,16 @@ impl<W: Wire> Transport for UssdHttpTransport<W> {
             return WebhookResponse::not_found(&request);
         };
         if !self.authorised(&request) {
-            ctx.log(
-                LogRecord::warning(format!(
-                    "Refused a {} webhook request without the configured credentials",
-                    self.wire.name()
-                ))
-                .going(Direction::Inbound),
-            );
+            let reason = format!("no {} credentials", self.wire.name());
+            log_refusal(&ctx, &self.redactor, &request, &reason);
             return WebhookResponse::text(401, "authentication required");
         }
         match parsed {
             Ok(Incoming::Step(step)) => self.step(ctx, step, arrived).await,
             Ok(Incoming::Ended(ended)) => self.ended(ctx, ended).await,
             Err(bad) => {
-                ctx.log(
-                    LogRecord::warning(format!(
-                        "Refused a bad {} webhook request: {}",
-                        self.wire.name(),
-                        bad.reason
-                    ))
-                    .going(Direction::Inbound),
-                );
+                let reason = format!("a bad {} request: {}", self.wire.name(), bad.reason);
+                log_refusal(&ctx, &self.redactor, &request, &reason);
                 bad.answer
             }
         }

@@ -819,6 +819,28 @@ pub fn bad_webhook(
     refuse_webhook(ctx, redactor, request, 400, reason)
 }
 
+/// Writes a refused webhook request to the channel log: a WARNING with `reason` and the
+/// request (secrets masked). Returns the reason as logged, masked too (it may quote the
+/// payload, an unknown status say), for the answer. For a provider whose error answers
+/// are its own; [`refuse_webhook`] also answers.
+pub fn log_refusal(
+    ctx: &TransportContext,
+    redactor: &Redactor,
+    request: &WebhookRequest,
+    reason: &str,
+) -> String {
+    let reason = redactor.text(reason);
+    ctx.log(
+        LogRecord::warning(format!(
+            "Refused a webhook request to '{}': {reason}",
+            request.path
+        ))
+        .going(Direction::Inbound)
+        .with_trace(webhook_trace(redactor, request)),
+    );
+    reason
+}
+
 /// Refuses a webhook request with `status` (401 for a missing or wrong token, say); like
 /// [`bad_webhook`] otherwise.
 pub fn refuse_webhook(
@@ -828,17 +850,8 @@ pub fn refuse_webhook(
     status: u16,
     reason: &str,
 ) -> WebhookResponse {
-    // The reason may quote the payload (an unknown status, say): mask it like the trace.
-    let reason = redactor.text(reason);
+    let reason = log_refusal(ctx, redactor, request, reason);
     let reason = reason.as_str();
-    ctx.log(
-        LogRecord::warning(format!(
-            "Refused a webhook request to '{}': {reason}",
-            request.path
-        ))
-        .going(Direction::Inbound)
-        .with_trace(webhook_trace(redactor, request)),
-    );
     let wants_json = request
         .header("content-type")
         .is_some_and(|kind| kind.to_ascii_lowercase().contains("json"));

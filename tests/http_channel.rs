@@ -159,6 +159,37 @@ async fn client_errors_reject_the_message() {
     );
 }
 
+/// A 401 (the token is wrong) rejects the message and puts the `http` status `down`
+/// (`auth_failed`); the next accepted message brings it back `ok`.
+#[actix_rt::test]
+async fn refused_credentials_reject_and_report_down() {
+    let mut s = setup(Backend::Embedded, json!({})).await;
+    assert_eq!(s.status_of("http", "ready").await["status"], "ok");
+    s.aggregator
+        .script(vec![answer(401, vec![], json!({"error": "bad token"}))]);
+    let id = s.send(hello()).await;
+    s.aggregator.next().await;
+    let rejected = s.event().await;
+    assert_eq!(
+        (
+            rejected["event_type"].as_str(),
+            rejected["message_id"].as_str()
+        ),
+        (Some("rejected"), Some(id.as_str()))
+    );
+    let down = s.status_of("http", "auth_failed").await;
+    assert_eq!(down["status"], "down", "{down}");
+    assert!(
+        down["message"].as_str().unwrap().contains("bad token"),
+        "{down}"
+    );
+
+    s.send(hello()).await;
+    s.aggregator.next().await;
+    assert_eq!(s.event().await["event_type"], "submitted");
+    assert_eq!(s.status_of("http", "provider_ok").await["status"], "ok");
+}
+
 /// An inbound form post on the `mo` webhook reaches mo_url with the configured fields
 /// mapped; the aggregator gets our message id back.
 #[actix_rt::test]

@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::aggregator::{answer, Aggregator, Answer, ProviderChannel};
-use common::logs::{eventually, message_logs};
 use common::Backend;
 use serde_json::{json, Value};
 
@@ -89,13 +88,8 @@ async fn send_then_delivery_reports(backend) {
         assert_eq!(reported["event_details"]["network_code"], "63902");
     }
 
-    let entries = eventually("the exchange is logged", || async {
-        let entries = message_logs(&s.api, &s.channel, &id).await;
-        entries.iter().any(|e| e["trace"]["status"] == 201).then_some(entries)
-    })
-    .await;
-    let all = Value::Array(entries).to_string();
-    assert!(!all.contains(API_KEY), "the API key leaked into the channel log: {all}");
+    s.assert_exchange_logged_without(&id, 201, API_KEY)
+        .await;
 }
 }
 

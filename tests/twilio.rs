@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::aggregator::{answer, Aggregator, ProviderChannel};
-use common::logs::{eventually, message_logs};
 use common::Backend;
 use junebug_actors::transports::twilio::signature::signature;
 use serde_json::{json, Value};
@@ -130,15 +129,8 @@ async fn send_then_status_callbacks(backend) {
         assert_eq!(reported["event_details"]["provider_status"], status);
     }
 
-    let entries = eventually("the Twilio exchange is logged", || async {
-        let entries = message_logs(&s.api, &s.channel, &id).await;
-        let logged = entries.iter().any(|e| e["trace"]["method"] == "POST")
-            && entries.iter().any(|e| e["trace"]["status"] == 201);
-        logged.then_some(entries)
-    })
-    .await;
-    let all = Value::Array(entries).to_string();
-    assert!(!all.contains(AUTH_TOKEN), "the auth token leaked into the channel log: {all}");
+    s.assert_exchange_logged_without(&id, 201, AUTH_TOKEN)
+        .await;
 }
 }
 

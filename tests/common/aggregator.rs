@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::logs::{eventually, text};
+use super::logs::{eventually, message_logs, text};
 use super::{Api, AppChannel, Backend, CallbackServer, Daemon, Deployment, WAIT};
 
 /// A request the aggregator received.
@@ -244,6 +244,24 @@ impl ProviderChannel {
                 submitted["message_id"].as_str()
             ),
             (Some("submitted"), Some(id.as_str()))
+        );
+    }
+
+    /// Waits until the channel log holds message `id`'s exchange with the provider (the
+    /// request, and the answer with `status`), and checks that `secret` is nowhere in it.
+    pub async fn assert_exchange_logged_without(&self, id: &str, status: u16, secret: &str) {
+        let (api, channel) = (&self.api, &self.channel);
+        let entries = eventually("the provider exchange is logged", || async {
+            let entries = message_logs(api, channel, id).await;
+            let logged = entries.iter().any(|e| e["trace"]["method"] == "POST")
+                && entries.iter().any(|e| e["trace"]["status"] == status);
+            logged.then_some(entries)
+        })
+        .await;
+        let all = Value::Array(entries).to_string();
+        assert!(
+            !all.contains(secret),
+            "a secret leaked into the channel log: {all}"
         );
     }
 

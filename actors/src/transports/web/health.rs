@@ -75,7 +75,10 @@ impl Health {
                 {
                     return;
                 }
-                let message = format!("{failures} provider requests in a row failed: {e}");
+                let message = match failures {
+                    1 => format!("A provider request failed: {e}"),
+                    n => format!("{n} provider requests in a row failed: {e}"),
+                };
                 let details = Map::from_iter([
                     ("failures".to_owned(), json!(failures)),
                     ("reason".to_owned(), json!(e.to_string())),

@@ -365,6 +365,25 @@ impl ChannelHost for Host {
             .map_err(|e| self.not_kept(channel_id, "save a cursor", e))
     }
 
+    async fn session_step(
+        &self,
+        channel_id: &str,
+        session_id: &str,
+        idle_timeout: Duration,
+    ) -> Result<bool, PortError> {
+        self.store
+            .session_step(channel_id, session_id, idle_timeout)
+            .await
+            .map_err(|e| self.not_kept(channel_id, "record a session step", e))
+    }
+
+    async fn end_session(&self, channel_id: &str, session_id: &str) -> Result<bool, PortError> {
+        self.store
+            .end_session(channel_id, session_id)
+            .await
+            .map_err(|e| self.not_kept(channel_id, "end a session", e))
+    }
+
     async fn event(&self, channel_id: &str, event: Event) {
         self.record_event(channel_id, &event).await;
     }

@@ -374,6 +374,27 @@ store_tests! {
         assert_eq!(store.cursor(&other, "mentions").await.unwrap().as_deref(), Some("3"));
     }
 
+    /// A session is new at its first step and live at the next; ending it says whether it
+    /// was live. One idle past its timeout is new again. Deleting the channel forgets them.
+    fn sessions_are_new_then_live_until_they_end_or_idle_out(store) {
+        let (id, other) = (channel_id(), channel_id());
+        store.save_channel(&id, &props(json!({}))).await.unwrap();
+        assert!(!store.session_step(&id, "s1", LONG_TTL).await.unwrap(), "new");
+        assert!(store.session_step(&id, "s1", LONG_TTL).await.unwrap(), "live");
+        assert!(!store.session_step(&other, "s1", LONG_TTL).await.unwrap(), "per channel");
+        assert!(store.end_session(&id, "s1").await.unwrap());
+        assert!(!store.end_session(&id, "s1").await.unwrap(), "already ended");
+        assert!(!store.session_step(&id, "s1", LONG_TTL).await.unwrap(), "new again");
+
+        assert!(!store.session_step(&id, "s2", SHORT_TTL).await.unwrap());
+        actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
+        assert!(!store.session_step(&id, "s2", LONG_TTL).await.unwrap(), "idled out");
+        assert!(!store.end_session(&other, "missing").await.unwrap());
+
+        assert!(store.delete_channel(&id).await.unwrap());
+        assert!(!store.session_step(&id, "s1", LONG_TTL).await.unwrap(), "forgotten");
+    }
+
     /// Counts are kept per bucket and label, apart for each channel.
     fn counts_are_kept_per_bucket_label_and_channel(store) {
         let (id, other) = (channel_id(), channel_id());

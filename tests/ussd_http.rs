@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 /// A daemon with one USSD channel, the application's servers and a provider's HTTP client.
 struct Setup {
-    _deployment: Deployment,
+    deployment: Deployment,
     daemon: Daemon,
     api: Api,
     /// `mo_url`.
@@ -51,7 +51,7 @@ impl Setup {
             }))
             .await;
         Setup {
-            _deployment: deployment,
+            deployment,
             daemon,
             api,
             app,
@@ -80,6 +80,27 @@ impl Setup {
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
         actix_rt::spawn(answer(request))
+    }
+
+    /// Sends an Africa's Talking step until the channel takes it, as the provider retries
+    /// a 503 (the channel is starting): the step's request, still waiting for its answer,
+    /// and the inbound message it became.
+    async fn at_step_taken(
+        &mut self,
+        fields: &[(&str, &str)],
+    ) -> (tokio::task::JoinHandle<Answer>, Value) {
+        loop {
+            let mut step = self.at_step("ussd", fields);
+            tokio::select! {
+                mo = self.app.next_on("/mo") => return (step, mo.body),
+                answer = &mut step => {
+                    let answer = answer.unwrap();
+                    assert_eq!(answer.status, 503, "{answer:?}");
+                    // The provider's pause before it tries again.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
     }
 
     /// DMARK GETs with a query string.
@@ -240,6 +261,30 @@ async fn an_africastalking_session_of_three_steps(backend) {
     assert_eq!(again["channel_data"]["session_event"], "new");
     s.reply(&again, "Welcome back", false).await;
     assert_eq!(step.await.unwrap().body, "END Welcome back");
+}
+
+/// A session survives a crash of the daemon between two steps: the next step resumes it
+/// (the session is kept in the Store), and its end is remembered too.
+async fn a_session_survives_a_daemon_crash(backend) {
+    let mut s = Setup::new(backend, "africastalking", json!({})).await;
+    let step = s.at_step("ussd", &pairs(&at_fields("")));
+    let dial = s.mo().await;
+    assert_eq!(dial["channel_data"]["session_event"], "new");
+    s.reply(&dial, "1. Balance", true).await;
+    assert_eq!(step.await.unwrap().body, "CON 1. Balance");
+
+    s.deployment.crash_and_restart(&mut s.daemon);
+    s.api = Api::new(&s.daemon.url);
+    let (step, choice) = s.at_step_taken(&pairs(&at_fields("1"))).await;
+    assert_eq!(choice["channel_data"]["session_event"], "resume", "{choice}");
+    s.reply(&choice, "Your balance is 0", false).await;
+    assert_eq!(step.await.unwrap().body, "END Your balance is 0");
+
+    let step = s.at_step("ussd", &pairs(&at_fields("")));
+    let again = s.mo().await;
+    assert_eq!(again["channel_data"]["session_event"], "new", "it ended with the reply");
+    s.reply(&again, "Bye", false).await;
+    assert_eq!(step.await.unwrap().body, "END Bye");
 }
 
 /// DMARK: the same three steps over GET, answered with vumi's JSON (`action` `request`,

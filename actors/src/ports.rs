@@ -52,6 +52,20 @@ pub trait ChannelHost: Send + Sync + 'static {
     async fn save_cursor(&self, channel_id: &str, name: &str, value: &str)
         -> Result<(), PortError>;
 
+    /// Records a step of session `session_id` (a USSD session): `true` when it was live
+    /// (its previous step less than the idle timeout ago), `false` when it is new; it then
+    /// stays live for `idle_timeout`. Kept in the Store, so a restart of the channel or of
+    /// the daemon in the middle of a session resumes it.
+    async fn session_step(
+        &self,
+        channel_id: &str,
+        session_id: &str,
+        idle_timeout: Duration,
+    ) -> Result<bool, PortError>;
+
+    /// Forgets session `session_id` (it ended); whether it was live.
+    async fn end_session(&self, channel_id: &str, session_id: &str) -> Result<bool, PortError>;
+
     /// Something happened to an outbound message: record it and forward it.
     async fn event(&self, channel_id: &str, event: Event);
 

@@ -185,6 +185,22 @@ impl TransportContext {
         self.host.save_cursor(&self.channel_id, name, value).await
     }
 
+    /// Records a step of session `session_id`; see [`ChannelHost::session_step`].
+    pub async fn session_step(
+        &self,
+        session_id: &str,
+        idle_timeout: Duration,
+    ) -> Result<bool, PortError> {
+        self.host
+            .session_step(&self.channel_id, session_id, idle_timeout)
+            .await
+    }
+
+    /// Forgets session `session_id`; see [`ChannelHost::end_session`].
+    pub async fn end_session(&self, session_id: &str) -> Result<bool, PortError> {
+        self.host.end_session(&self.channel_id, session_id).await
+    }
+
     /// Reports an event about an outbound message (a delivery report, say).
     pub async fn event(&self, event: Event) {
         self.host.event(&self.channel_id, event).await

@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS statuses (
 CREATE TABLE IF NOT EXISTS cursors (
     channel_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (channel_id, name));
+CREATE TABLE IF NOT EXISTS sessions (
+    channel_id TEXT NOT NULL, session_id TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (channel_id, session_id));
 CREATE TABLE IF NOT EXISTS rates (
     channel_id TEXT NOT NULL, label TEXT NOT NULL, bucket INTEGER NOT NULL,
     count INTEGER NOT NULL, expires_at REAL NOT NULL,
@@ -191,6 +194,7 @@ impl Store for EmbeddedStore {
             .call(move |conn| {
                 conn.execute("DELETE FROM statuses WHERE channel_id = ?1", [&id])?;
                 conn.execute("DELETE FROM cursors WHERE channel_id = ?1", [&id])?;
+                conn.execute("DELETE FROM sessions WHERE channel_id = ?1", [&id])?;
                 Ok(conn.execute("DELETE FROM channels WHERE id = ?1", [&id])? > 0)
             })
             .await
@@ -571,6 +575,55 @@ impl Store for EmbeddedStore {
                     params![row.0, row.1, row.2],
                 )
                 .map(drop)
+            })
+            .await
+    }
+
+    /// One job, so one transaction: forget the channel's idle sessions, look this one up,
+    /// renew it.
+    async fn session_step(
+        &self,
+        channel_id: &str,
+        session_id: &str,
+        idle_timeout: Duration,
+    ) -> Result<bool, BackendError> {
+        let key = (channel_id.to_owned(), session_id.to_owned());
+        let now = now();
+        let expires_at = now + idle_timeout.as_secs_f64();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM sessions WHERE channel_id = ?1 AND expires_at <= ?2",
+                    params![key.0, now],
+                )?;
+                let live = conn
+                    .query_row(
+                        "SELECT 1 FROM sessions WHERE channel_id = ?1 AND session_id = ?2",
+                        params![key.0, key.1],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                conn.execute(
+                    "INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3)",
+                    params![key.0, key.1, expires_at],
+                )?;
+                Ok(live)
+            })
+            .await
+    }
+
+    async fn end_session(&self, channel_id: &str, session_id: &str) -> Result<bool, BackendError> {
+        let key = (channel_id.to_owned(), session_id.to_owned());
+        let now = now();
+        self.db
+            .call(move |conn| {
+                let removed = conn.execute(
+                    "DELETE FROM sessions WHERE channel_id = ?1 AND session_id = ?2 \
+                     AND expires_at > ?3",
+                    params![key.0, key.1, now],
+                )?;
+                Ok(removed > 0)
             })
             .await
     }

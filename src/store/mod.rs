@@ -94,7 +94,7 @@ pub trait Store: Send + Sync + 'static {
     async fn load_channel(&self, id: &str) -> Result<Option<ChannelProperties>, BackendError>;
     /// Every channel, sorted by id.
     async fn load_channels(&self) -> Result<Vec<(String, ChannelProperties)>, BackendError>;
-    /// Removes a channel, its statuses and its cursors; false if there was none.
+    /// Removes a channel, its statuses, cursors and sessions; false if there was none.
     async fn delete_channel(&self, id: &str) -> Result<bool, BackendError>;
 
     /// Keeps an inbound message for `ttl`, so it can be replied to.
@@ -206,6 +206,19 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         value: &str,
     ) -> Result<(), BackendError>;
+
+    /// Records a step of session `session_id` (a USSD session, say) of a channel: `true`
+    /// when the session was live (its previous step less than the idle timeout it was given
+    /// ago), `false` when it is new. It then stays live for `idle_timeout`. Sessions idle
+    /// longer are forgotten; all of a channel's go with it.
+    async fn session_step(
+        &self,
+        channel_id: &str,
+        session_id: &str,
+        idle_timeout: Duration,
+    ) -> Result<bool, BackendError>;
+    /// Forgets session `session_id` of a channel (it ended); whether it was live.
+    async fn end_session(&self, channel_id: &str, session_id: &str) -> Result<bool, BackendError>;
 
     /// Counts one `label` occurrence in time bucket `bucket`, kept for `ttl`.
     async fn count(

@@ -16,6 +16,7 @@
 //! | `{id}:properties` | string | the channel's properties (JSON) | none |
 //! | `{id}:status` | hash | component → its latest [`StatusEvent`] (JSON) | none |
 //! | `{id}:cursors` | hash | cursor name → its value (how far a transport read its provider) | none |
+//! | `{id}:sessions` | sorted set | live session ids (USSD), by when they go idle (ms) | the idle timeout, renewed |
 //! | `{id}:inbound_messages:{msg}` | string | an inbound [`Message`] (JSON) | inbound TTL |
 //! | `{id}:outbound_messages:{msg}` | string | an [`OutboundRecord`] (JSON) | outbound TTL |
 //! | `{id}:outbound_messages:{msg}:events` | list | its [`Event`]s (JSON), ordered | TTL, renewed |
@@ -136,6 +137,10 @@ impl Keys {
 
     fn cursors(&self, id: &str) -> String {
         format!("{}{id}:cursors", self.prefix)
+    }
+
+    fn sessions(&self, id: &str) -> String {
+        format!("{}{id}:sessions", self.prefix)
     }
 
     fn inbound(&self, id: &str, message_id: &str) -> String {
@@ -288,7 +293,7 @@ impl Store for RedisStore {
             .collect()
     }
 
-    /// One atomic pipeline: SREM, and DEL of the properties, statuses and cursors.
+    /// One atomic pipeline: SREM, and DEL of the properties, statuses, cursors and sessions.
     async fn delete_channel(&self, id: &str) -> Result<bool, BackendError> {
         let pipe = redis::pipe()
             .atomic()
@@ -302,6 +307,9 @@ impl Store for RedisStore {
             .ignore()
             .cmd("DEL")
             .arg(self.keys.cursors(id))
+            .ignore()
+            .cmd("DEL")
+            .arg(self.keys.sessions(id))
             .ignore()
             .to_owned();
         let (removed, deleted): (u64, u64) = self
@@ -681,6 +689,67 @@ impl Store for RedisStore {
                 format!("cannot save cursor {name} of channel {channel_id}")
             })
             .await
+    }
+
+    /// One atomic pipeline: ZREMRANGEBYSCORE of the idle sessions, ZSCORE of this one, ZADD
+    /// of its new idle time, PEXPIRE of the set (no session outlives it).
+    async fn session_step(
+        &self,
+        channel_id: &str,
+        session_id: &str,
+        idle_timeout: Duration,
+    ) -> Result<bool, BackendError> {
+        let key = self.keys.sessions(channel_id);
+        let now = now_ms();
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .cmd("ZSCORE")
+            .arg(&key)
+            .arg(session_id)
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(now.saturating_add(ttl_ms(idle_timeout)))
+            .arg(session_id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl_ms(idle_timeout))
+            .ignore()
+            .to_owned();
+        let (score,): (Option<f64>,) = self
+            .link
+            .query_pipe(&pipe, || {
+                format!("cannot record a step of session {session_id} of channel {channel_id}")
+            })
+            .await?;
+        Ok(score.is_some())
+    }
+
+    /// ZSCORE and ZREM in one atomic pipeline: live if its idle time was still ahead.
+    async fn end_session(&self, channel_id: &str, session_id: &str) -> Result<bool, BackendError> {
+        let key = self.keys.sessions(channel_id);
+        let pipe = redis::pipe()
+            .atomic()
+            .cmd("ZSCORE")
+            .arg(&key)
+            .arg(session_id)
+            .cmd("ZREM")
+            .arg(&key)
+            .arg(session_id)
+            .ignore()
+            .to_owned();
+        let (idle_at,): (Option<f64>,) = self
+            .link
+            .query_pipe(&pipe, || {
+                format!("cannot end session {session_id} of channel {channel_id}")
+            })
+            .await?;
+        Ok(idle_at.is_some_and(|at| at > now_ms() as f64))
     }
 
     /// INCR and PEXPIRE in one atomic pipeline: a counter never exists without an expiry.

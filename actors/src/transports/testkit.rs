@@ -231,6 +231,8 @@ struct HostInner {
     parts: Mutex<HashMap<PartsOf, KeptParts>>,
     /// Saved cursors: (channel, name) → value.
     cursors: Mutex<HashMap<(String, String), String>>,
+    /// Live sessions: (channel, session) → when they go idle.
+    sessions: Mutex<HashMap<(String, String), tokio::time::Instant>>,
     /// Outbound queues by channel id.
     queues: Mutex<HashMap<String, OutboundQueue>>,
     /// Woken whenever a queue changes (enqueue, ack, requeue, close).
@@ -278,6 +280,7 @@ impl Default for RecordingHost {
                 reports: Journal::new("delivery report"),
                 parts: Mutex::new(HashMap::new()),
                 cursors: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
                 queue_changed: Notify::new(),
                 consume_error: Mutex::new(None),
@@ -499,6 +502,25 @@ impl ChannelHost for RecordingHost {
         let key = (channel_id.to_owned(), name.to_owned());
         lock(&self.inner.cursors).insert(key, value.to_owned());
         Ok(())
+    }
+
+    async fn session_step(
+        &self,
+        channel_id: &str,
+        session_id: &str,
+        idle_timeout: Duration,
+    ) -> Result<bool, PortError> {
+        let now = tokio::time::Instant::now();
+        let mut sessions = lock(&self.inner.sessions);
+        sessions.retain(|_, idle_at| *idle_at > now);
+        let key = (channel_id.to_owned(), session_id.to_owned());
+        Ok(sessions.insert(key, now + idle_timeout).is_some())
+    }
+
+    async fn end_session(&self, channel_id: &str, session_id: &str) -> Result<bool, PortError> {
+        let key = (channel_id.to_owned(), session_id.to_owned());
+        let idle_at = lock(&self.inner.sessions).remove(&key);
+        Ok(idle_at.is_some_and(|at| at > tokio::time::Instant::now()))
     }
 
     async fn event(&self, channel_id: &str, event: Event) {

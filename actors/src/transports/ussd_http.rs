@@ -8,7 +8,9 @@
 //!
 //! 1. The webhook request is parsed by the provider's [`Wire`] mapping into a [`Step`].
 //! 2. [`UssdHttpTransport`] tells a new session from a resumed one by the provider's session
-//!    id ([`Sessions`], in memory, forgotten after `ussd_session_timeout` of silence), builds
+//!    id (kept in the Store through [`TransportContext::session_step`], so a restart of the
+//!    channel or the daemon mid-session resumes it; forgotten after `ussd_session_timeout`
+//!    of silence), builds
 //!    the inbound [`Message`] (`session_event` `new` or `resume`), registers the step as
 //!    waiting (by the inbound message's id) and hands the message to the daemon.
 //! 3. The webhook waits up to `reply_timeout` (counted from the provider's request) for a
@@ -22,9 +24,9 @@
 //!    [`LATE_REPLY`], and so is a message that is not a reply at all ([`NOT_A_REPLY`]):
 //!    USSD over HTTP cannot start a session or push a message.
 //!
-//! Sessions and waiting steps live in the memory of the node that runs the channel; the
-//! webhook of a channel that runs elsewhere answers 503 (see the daemon's webhook route), so
-//! a session always stays on one node while it lasts.
+//! Waiting steps live in the memory of the node that runs the channel (a provider's request
+//! is open there); the webhook of a channel that runs elsewhere answers 503 (see the
+//! daemon's webhook route).
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -252,38 +254,10 @@ pub trait Wire: 'static {
     }
 }
 
-/// Sessions seen recently, by the provider's session id, with the time of their last step.
-#[derive(Debug, Default)]
-pub struct Sessions {
-    seen: HashMap<String, Instant>,
-}
-
-impl Sessions {
-    /// Records a step of `session_id` at `now`: `New` if the session is not known (or idle
-    /// longer than `timeout`), else `Resume`. Forgets the other idle sessions on the way.
-    pub fn step(&mut self, session_id: &str, now: Instant, timeout: Duration) -> SessionEvent {
-        self.seen
-            .retain(|_, last| now.saturating_duration_since(*last) < timeout);
-        match self.seen.insert(session_id.to_owned(), now) {
-            Some(_) => SessionEvent::Resume,
-            None => SessionEvent::New,
-        }
-    }
-
-    /// Forgets `session_id` (it ended); whether it was known.
-    pub fn end(&mut self, session_id: &str) -> bool {
-        self.seen.remove(session_id).is_some()
-    }
-
-    /// How many sessions are remembered.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
+/// Forgets a session that ended. A failure (logged by the host) leaves it to idle out, after
+/// which its id would start a new session anyway.
+async fn end_session(ctx: &TransportContext, session_id: &str) {
+    let _ = ctx.end_session(session_id).await;
 }
 
 /// A transport for a synchronous USSD-over-HTTP provider described by `W`.
@@ -300,7 +274,6 @@ pub struct UssdHttpTransport<W: Wire> {
 struct State {
     /// Set between `start` and `stop`.
     ctx: RefCell<Option<TransportContext>>,
-    sessions: RefCell<Sessions>,
     /// The steps waiting for their reply, by the inbound message's id. Dropping a sender
     /// (at `stop`) wakes its step, which then answers the fallback.
     waiting: RefCell<HashMap<String, oneshot::Sender<Reply>>>,
@@ -363,11 +336,15 @@ impl<W: Wire> UssdHttpTransport<W> {
 
     /// A step: the application's reply, or the fallback.
     async fn step(&self, ctx: TransportContext, step: Step, arrived: Instant) -> WebhookResponse {
-        let event = self.state.sessions.borrow_mut().step(
-            &step.session_id,
-            arrived,
-            self.settings.session_timeout,
-        );
+        let event = match ctx
+            .session_step(&step.session_id, self.settings.session_timeout)
+            .await
+        {
+            Ok(true) => SessionEvent::Resume,
+            Ok(false) => SessionEvent::New,
+            // Logged by the host; the provider may send the step again.
+            Err(_) => return WebhookResponse::text(503, "the step could not be kept; try again"),
+        };
         let message = Message {
             message_id: new_message_id(),
             timestamp: timestamp_now(),
@@ -412,7 +389,7 @@ impl<W: Wire> UssdHttpTransport<W> {
         };
         if let Err(e) = ctx.inbound(message).await {
             if event == SessionEvent::New {
-                self.state.sessions.borrow_mut().end(&step.session_id);
+                end_session(&ctx, &step.session_id).await;
             }
             ctx.log(
                 LogRecord::warning(format!(
@@ -427,7 +404,7 @@ impl<W: Wire> UssdHttpTransport<W> {
         match tokio::time::timeout_at(deadline, reply_rx).await {
             Ok(Ok(reply)) => {
                 if !reply.continues {
-                    self.state.sessions.borrow_mut().end(&step.session_id);
+                    end_session(&ctx, &step.session_id).await;
                 }
                 let answer = self.wire.answer(&reply);
                 ctx.log(
@@ -443,7 +420,7 @@ impl<W: Wire> UssdHttpTransport<W> {
             }
             // Timed out, or the channel stops (the sender was dropped).
             Ok(Err(_)) | Err(_) => {
-                self.state.sessions.borrow_mut().end(&step.session_id);
+                end_session(&ctx, &step.session_id).await;
                 ctx.log(
                     LogRecord::warning(format!(
                         "No reply within {:?} to a USSD step of session {}: answered the \
@@ -486,7 +463,7 @@ impl<W: Wire> UssdHttpTransport<W> {
 
     /// A session ended on the provider's side: a `close` to the application, if it was ours.
     async fn ended(&self, ctx: TransportContext, ended: Ended) -> WebhookResponse {
-        if self.state.sessions.borrow_mut().end(&ended.session_id) {
+        if matches!(ctx.end_session(&ended.session_id).await, Ok(true)) {
             let close = Message {
                 message_id: new_message_id(),
                 timestamp: timestamp_now(),
@@ -612,29 +589,6 @@ mod tests {
         ] {
             assert_eq!(settings(config.clone()).unwrap_err().key, key, "{config}");
         }
-    }
-
-    /// A session is new once, then resumed; forgotten when it ends or idles too long.
-    #[test]
-    fn sessions_tell_new_from_resume() {
-        let mut sessions = Sessions::default();
-        let t0 = Instant::now();
-        let idle = Duration::from_secs(60);
-        assert_eq!(sessions.step("a", t0, idle), SessionEvent::New);
-        assert_eq!(
-            sessions.step("a", t0 + idle / 2, idle),
-            SessionEvent::Resume
-        );
-        assert_eq!(sessions.step("b", t0, idle), SessionEvent::New);
-        assert!(sessions.end("b"));
-        assert!(!sessions.end("b"));
-        assert_eq!(sessions.step("b", t0, idle), SessionEvent::New);
-        assert_eq!(
-            sessions.step("a", t0 + idle * 2, idle),
-            SessionEvent::New,
-            "idled out"
-        );
-        assert_eq!(sessions.len(), 1, "b idled out too");
     }
 
     /// A wire that reads `session` and `text` from the query and answers `C:`/`E:` lines.

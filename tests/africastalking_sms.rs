@@ -207,14 +207,7 @@ async fn provider_errors_are_retried_and_refused_recipients_rejected() {
     for _ in 0..3 {
         s.aggregator.next().await;
     }
-    let submitted = s.event().await;
-    assert_eq!(
-        (
-            submitted["event_type"].as_str(),
-            submitted["message_id"].as_str()
-        ),
-        (Some("submitted"), Some(id.as_str()))
-    );
+    s.event_of("submitted", &id).await;
 
     s.aggregator
         .script(vec![recipient(403, "InvalidPhoneNumber", "None")]);

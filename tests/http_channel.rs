@@ -161,14 +161,7 @@ async fn refused_credentials_reject_and_report_down() {
         .script(vec![answer(401, vec![], json!({"error": "bad token"}))]);
     let id = s.send(hello()).await;
     s.aggregator.next().await;
-    let rejected = s.event().await;
-    assert_eq!(
-        (
-            rejected["event_type"].as_str(),
-            rejected["message_id"].as_str()
-        ),
-        (Some("rejected"), Some(id.as_str()))
-    );
+    s.event_of("rejected", &id).await;
     let down = s.status_of("http", "auth_failed").await;
     assert_eq!(down["status"], "down", "{down}");
     assert!(

@@ -79,11 +79,7 @@ async fn channel_messages_reach_the_app_and_replies_come_back(backend) {
     let reply = mo["message_id"].as_str().unwrap();
     let id = s.send(json!({"reply_to": reply, "content": "hi Alice"})).await;
     assert_eq!(alice.privmsg(BOT, "#test").await, "alice: hi Alice");
-    let submitted = s.event().await;
-    assert_eq!(
-        (submitted["event_type"].as_str(), submitted["message_id"].as_str()),
-        (Some("submitted"), Some(id.as_str()))
-    );
+    s.event_of("submitted", &id).await;
 }
 }
 

@@ -81,8 +81,7 @@ async fn a_send_is_submitted_and_its_receipt_becomes_an_event(backend) {
     assert_eq!(submit["esm_class"], 0);
     assert_eq!(submit["registered_delivery"], 1);
 
-    let submitted = s.event().await;
-    assert_eq!((submitted["event_type"].as_str(), submitted["message_id"].as_str()), (Some("submitted"), Some(id.as_str())));
+    s.event_of("submitted", &id).await;
     let delivered = s.event().await;
     assert_eq!(delivered["event_type"], "delivery_succeeded");
     assert_eq!(delivered["message_id"], json!(id));
@@ -106,11 +105,7 @@ async fn a_receipt_racing_ahead_of_its_submit_response_is_not_lost() {
         .await;
     s.smsc.expect("receipt_sent").await;
     assert_eq!(s.event().await["event_type"], "submitted");
-    let failed = s.event().await;
-    assert_eq!(
-        (failed["event_type"].as_str(), failed["message_id"].as_str()),
-        (Some("delivery_failed"), Some(id.as_str()))
-    );
+    let failed = s.event_of("delivery_failed", &id).await;
     assert_eq!(failed["event_details"]["stat"], "UNDELIV");
     assert_eq!(s.smsc.expect("receipt_resp").await["status"], 0);
 }
@@ -125,14 +120,7 @@ async fn receipt_ids_in_another_base_are_matched_by_config() {
         .send(json!({"to": "+27830000001", "from": "1234", "content": "base"}))
         .await;
     assert_eq!(s.event().await["event_type"], "submitted");
-    let delivered = s.event().await;
-    assert_eq!(
-        (
-            delivered["event_type"].as_str(),
-            delivered["message_id"].as_str()
-        ),
-        (Some("delivery_succeeded"), Some(id.as_str()))
-    );
+    s.event_of("delivery_succeeded", &id).await;
 }
 
 /// An MO from a handset reaches mo_url, and the SMSC gets its deliver_sm_resp after that.
@@ -224,14 +212,7 @@ async fn long_messages_go_out_in_parts_and_come_in_whole() {
         "{references:?}"
     );
     assert_eq!(s.event().await["event_type"], "submitted");
-    let delivered = s.event().await;
-    assert_eq!(
-        (
-            delivered["event_type"].as_str(),
-            delivered["message_id"].as_str()
-        ),
-        (Some("delivery_succeeded"), Some(id.as_str()))
-    );
+    let delivered = s.event_of("delivery_succeeded", &id).await;
     assert_eq!(
         delivered["event_details"]["parts"]
             .as_array()
@@ -320,14 +301,7 @@ async fn throttling_slows_the_channel_down_and_it_recovers() {
     s.smsc.expect("submit_sm").await;
     assert_eq!(s.status("throttled").await["status"], "degraded");
     assert_eq!(s.status("bound").await["status"], "ok");
-    let submitted = s.event().await;
-    assert_eq!(
-        (
-            submitted["event_type"].as_str(),
-            submitted["message_id"].as_str()
-        ),
-        (Some("submitted"), Some(id.as_str()))
-    );
+    s.event_of("submitted", &id).await;
 
     let scrape = metrics::scrape(&s.daemon.url).await;
     let ch = s.channel.as_str();
@@ -661,14 +635,7 @@ async fn an_smsc_error_rejects_the_message_naming_the_status() {
         .send(json!({"to": "+0", "from": "1234", "content": "nowhere"}))
         .await;
     s.smsc.expect("rejected").await;
-    let rejected = s.event().await;
-    assert_eq!(
-        (
-            rejected["event_type"].as_str(),
-            rejected["message_id"].as_str()
-        ),
-        (Some("rejected"), Some(id.as_str()))
-    );
+    let rejected = s.event_of("rejected", &id).await;
     let reason = rejected["event_details"]["reason"].as_str().unwrap();
     assert!(reason.starts_with("ESME_RINVDSTADR"), "{reason}");
 }

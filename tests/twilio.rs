@@ -207,14 +207,7 @@ async fn server_errors_are_retried_and_client_errors_rejected() {
     let first = s.aggregator.next().await;
     let second = s.aggregator.next().await;
     assert_eq!(first.body, second.body, "the same message is sent again");
-    let submitted = s.event().await;
-    assert_eq!(
-        (
-            submitted["event_type"].as_str(),
-            submitted["message_id"].as_str()
-        ),
-        (Some("submitted"), Some(id.as_str()))
-    );
+    s.event_of("submitted", &id).await;
 
     s.aggregator.script(vec![error(
         400,

@@ -488,14 +488,7 @@ async fn direct_messages_both_ways() {
     let posted = s.server.next_matching(|r| r.method == "POST").await;
     assert_eq!(posted.path(), "/2/dm_conversations/with/7/messages");
     assert_eq!(posted.json(), json!({"text": "hello you"}));
-    let submitted = s.event().await;
-    assert_eq!(
-        (
-            submitted["event_type"].as_str(),
-            submitted["message_id"].as_str()
-        ),
-        (Some("submitted"), Some(reply.as_str()))
-    );
+    s.event_of("submitted", &reply).await;
 
     let to_bob = s
         .send(json!({"to": "@bob", "content": "news", "channel_data": {"twitter": {"type": "direct_message"}}}))
@@ -511,14 +504,7 @@ async fn direct_messages_both_ways() {
     let to_nobody = s
         .send(json!({"to": "@nobody", "content": "x", "channel_data": {"twitter": {"type": "direct_message"}}}))
         .await;
-    let rejected = s.event().await;
-    assert_eq!(
-        (
-            rejected["event_type"].as_str(),
-            rejected["message_id"].as_str()
-        ),
-        (Some("rejected"), Some(to_nobody.as_str()))
-    );
+    s.event_of("rejected", &to_nobody).await;
     s.app.assert_quiet(Duration::from_millis(1500)).await;
 }
 
@@ -556,14 +542,7 @@ async fn rate_limits_pause_until_the_reset() {
     assert_eq!(status["details"]["endpoint"], "POST /2/tweets", "{status}");
     assert_eq!(status["details"]["reset_at"], json!(reset), "{status}");
     let second = s.server.next_matching(is_post_tweet).await;
-    let submitted = s.event().await;
-    assert_eq!(
-        (
-            submitted["event_type"].as_str(),
-            submitted["message_id"].as_str()
-        ),
-        (Some("submitted"), Some(id.as_str()))
-    );
+    s.event_of("submitted", &id).await;
     let now = chrono::Utc::now().timestamp();
     assert!(
         now >= reset,

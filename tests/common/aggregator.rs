@@ -237,14 +237,7 @@ impl ProviderChannel {
             waited >= std::time::Duration::from_millis(900),
             "resent after {waited:?}"
         );
-        let submitted = self.event().await;
-        assert_eq!(
-            (
-                submitted["event_type"].as_str(),
-                submitted["message_id"].as_str()
-            ),
-            (Some("submitted"), Some(id.as_str()))
-        );
+        self.event_of("submitted", &id).await;
     }
 
     /// Waits until the channel log holds message `id`'s exchange with the provider (the

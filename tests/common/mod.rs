@@ -370,6 +370,17 @@ impl AppChannel {
         self.app.next_on("/events").await.body
     }
 
+    /// The next event posted to event_url, which must be `kind` about message `id`.
+    pub async fn event_of(&mut self, kind: &str, id: &str) -> Value {
+        let event = self.event().await;
+        assert_eq!(
+            (event["event_type"].as_str(), event["message_id"].as_str()),
+            (Some(kind), Some(id)),
+            "{event}"
+        );
+        event
+    }
+
     /// The next status posted to status_url of type `kind` (others are skipped).
     pub async fn status(&mut self, kind: &str) -> Value {
         loop {

@@ -334,6 +334,32 @@ impl<W: Wire> UssdHttpTransport<W> {
         given == expected.as_bytes()
     }
 
+    /// An inbound message of a session: `from` the user, `to` the service code.
+    fn session_message(
+        &self,
+        ctx: &TransportContext,
+        (from, to): (String, String),
+        event: SessionEvent,
+        content: Option<String>,
+        transport_metadata: Map<String, Value>,
+    ) -> Message {
+        Message {
+            message_id: new_message_id(),
+            timestamp: timestamp_now(),
+            to_addr: Some(to),
+            from_addr: Some(from),
+            group: None,
+            in_reply_to: None,
+            session_event: Some(event),
+            content,
+            transport_name: ctx.channel_id().to_owned(),
+            transport_type: self.settings.transport_type.clone(),
+            transport_metadata,
+            helper_metadata: Map::new(),
+            expires_at: None,
+        }
+    }
+
     /// A step: the application's reply, or the fallback.
     async fn step(&self, ctx: TransportContext, step: Step, arrived: Instant) -> WebhookResponse {
         let event = match ctx
@@ -345,21 +371,13 @@ impl<W: Wire> UssdHttpTransport<W> {
             // Logged by the host; the provider may send the step again.
             Err(_) => return WebhookResponse::text(503, "the step could not be kept; try again"),
         };
-        let message = Message {
-            message_id: new_message_id(),
-            timestamp: timestamp_now(),
-            to_addr: Some(step.to.clone()),
-            from_addr: Some(step.from.clone()),
-            group: None,
-            in_reply_to: None,
-            session_event: Some(event),
-            content: step.content,
-            transport_name: ctx.channel_id().to_owned(),
-            transport_type: self.settings.transport_type.clone(),
-            transport_metadata: step.transport_metadata,
-            helper_metadata: Map::new(),
-            expires_at: None,
-        };
+        let message = self.session_message(
+            &ctx,
+            (step.from.clone(), step.to.clone()),
+            event,
+            step.content,
+            step.transport_metadata,
+        );
         let message_id = message.message_id.clone();
         ctx.log(
             LogRecord::debug(format!(
@@ -429,24 +447,14 @@ impl<W: Wire> UssdHttpTransport<W> {
                     ))
                     .about(&message_id),
                 );
-                let close = Message {
-                    message_id: new_message_id(),
-                    timestamp: timestamp_now(),
-                    to_addr: Some(step.to),
-                    from_addr: Some(step.from),
-                    group: None,
-                    in_reply_to: None,
-                    session_event: Some(SessionEvent::Close),
-                    content: None,
-                    transport_name: ctx.channel_id().to_owned(),
-                    transport_type: self.settings.transport_type.clone(),
-                    transport_metadata: Map::from_iter([(
-                        "ussd_timeout".to_owned(),
-                        json!({"reply_to": message_id}),
-                    )]),
-                    helper_metadata: Map::new(),
-                    expires_at: None,
-                };
+                let timed_out = json!({"reply_to": message_id});
+                let close = self.session_message(
+                    &ctx,
+                    (step.from, step.to),
+                    SessionEvent::Close,
+                    None,
+                    Map::from_iter([("ussd_timeout".to_owned(), timed_out)]),
+                );
                 if let Err(e) = ctx.inbound(close).await {
                     ctx.log(LogRecord::warning(format!(
                         "Could not report the end of USSD session {}: {e}",
@@ -464,21 +472,13 @@ impl<W: Wire> UssdHttpTransport<W> {
     /// A session ended on the provider's side: a `close` to the application, if it was ours.
     async fn ended(&self, ctx: TransportContext, ended: Ended) -> WebhookResponse {
         if matches!(ctx.end_session(&ended.session_id).await, Ok(true)) {
-            let close = Message {
-                message_id: new_message_id(),
-                timestamp: timestamp_now(),
-                to_addr: Some(ended.to),
-                from_addr: Some(ended.from),
-                group: None,
-                in_reply_to: None,
-                session_event: Some(SessionEvent::Close),
-                content: None,
-                transport_name: ctx.channel_id().to_owned(),
-                transport_type: self.settings.transport_type.clone(),
-                transport_metadata: ended.transport_metadata,
-                helper_metadata: Map::new(),
-                expires_at: None,
-            };
+            let close = self.session_message(
+                &ctx,
+                (ended.from, ended.to),
+                SessionEvent::Close,
+                None,
+                ended.transport_metadata,
+            );
             if let Err(e) = ctx.inbound(close).await {
                 ctx.log(LogRecord::warning(format!(
                     "Could not report the end of USSD session {}: {e}",

@@ -20,6 +20,7 @@ use crate::metrics;
 use crate::metrics::exporter::Metrics;
 use crate::queue::Queue;
 use crate::receipts::{long_message_outcome, part_report, ReceiptMatcher};
+use crate::store::cache::ChannelCache;
 use crate::store::{ChannelProperties, PartRef, PartsKey, Store, Tally};
 use crate::wire;
 
@@ -44,6 +45,8 @@ pub struct HostSettings {
 /// Implements [`ChannelHost`] over the Store, the Queue, callbacks and channel logs.
 pub struct Host {
     pub(crate) store: Arc<dyn Store>,
+    /// The channels' properties, read through this cache on the per-message path.
+    pub(crate) channels: ChannelCache,
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) callbacks: Callbacks,
     /// The AMQP integration for applications, when RabbitMQ is configured.
@@ -170,7 +173,7 @@ impl Host {
 struct ChannelOnce<'a> {
     host: &'a Host,
     id: &'a str,
-    loaded: Option<Option<ChannelProperties>>,
+    loaded: Option<Option<Arc<ChannelProperties>>>,
 }
 
 impl<'a> ChannelOnce<'a> {
@@ -185,7 +188,7 @@ impl<'a> ChannelOnce<'a> {
     /// Text property `key`, if the channel exists and has it (a Store failure is logged).
     async fn text(&mut self, key: &str) -> Option<String> {
         if self.loaded.is_none() {
-            let props = match self.host.store.load_channel(self.id).await {
+            let props = match self.host.channels.get(self.id).await {
                 Ok(props) => props,
                 Err(e) => {
                     self.host.backend_failed(self.id, "look up the channel", &e);
@@ -260,7 +263,7 @@ impl Host {
 #[async_trait]
 impl ChannelHost for Host {
     async fn inbound(&self, channel_id: &str, message: Message) -> Result<(), PortError> {
-        let props = match self.store.load_channel(channel_id).await {
+        let props = match self.channels.get(channel_id).await {
             Ok(Some(props)) => props,
             Ok(None) => return Ok(()), // deleted meanwhile: nobody to hand it to
             Err(e) => return Err(self.not_kept(channel_id, "look up the channel", e)),
@@ -442,7 +445,7 @@ impl ChannelHost for Host {
         if let Err(e) = self.store.save_status(channel_id, &status).await {
             self.backend_failed(channel_id, "store a status", &e);
         }
-        match self.store.load_channel(channel_id).await {
+        match self.channels.get(channel_id).await {
             Ok(Some(props)) => {
                 if let Some(url) = text(&props, "status_url") {
                     let values = TemplateValues::status_event(channel_id, &status);

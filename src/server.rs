@@ -27,6 +27,7 @@ use crate::queue::Queue;
 use crate::receipts::ReceiptMatcher;
 use crate::redis_link::RedisLink;
 use crate::sqlite::Database;
+use crate::store::cache::ChannelCache;
 use crate::store::embedded::{self as embedded_store, EmbeddedStore};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
@@ -183,6 +184,7 @@ pub async fn start(
         logger.clone(),
     );
     let host = Arc::new(Host {
+        channels: ChannelCache::new(backends.store.clone()),
         store: backends.store,
         queue: backends.queue,
         callbacks,

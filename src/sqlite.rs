@@ -120,6 +120,11 @@ fn run(conn: Connection, inbox: mpsc::Receiver<Job>) {
     }
 }
 
+/// Runs one statement without parameters through the statement cache.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn run_batch(conn: &Connection, batch: Vec<Job>) -> (Result<(), String>, Vec<Answer>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let answers = batch.into_iter().map(|job| job(conn).answer).collect();
@@ -127,15 +132,14 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> (Result<(), String>, Vec<Ans
     }
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
-        let savepoint = conn.execute_batch("SAVEPOINT job");
+        // Cached statements: a job's savepoint costs no SQL parsing (this runs per job).
+        let savepoint = run_cached(conn, "SAVEPOINT job");
         let done = job(conn);
-        let closing = if done.ok {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
         if savepoint.is_ok() {
-            let _ = conn.execute_batch(closing);
+            if !done.ok {
+                let _ = run_cached(conn, "ROLLBACK TO job");
+            }
+            let _ = run_cached(conn, "RELEASE job");
         }
         answers.push(done.answer);
     }

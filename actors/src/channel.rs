@@ -40,8 +40,10 @@ pub struct ChannelSpec {
     pub config: Value,
     /// The channel's rate limit (`None`: unlimited).
     pub rate_limit: Option<RateLimit>,
-    /// How many messages may be in flight (taken from the queue, not yet settled) at once.
-    pub window: usize,
+    /// How many messages may be in flight (taken from the queue, not yet settled) at once:
+    /// the channel's `max_in_flight`, or `None` for the transport's own window (at least
+    /// [`DEFAULT_WINDOW`]).
+    pub window: Option<usize>,
 }
 
 impl ChannelSpec {
@@ -53,6 +55,9 @@ impl ChannelSpec {
             || self.window != other.window
     }
 }
+
+/// The in-flight window of a channel that sets none and whose transport has a smaller one.
+pub const DEFAULT_WINDOW: usize = 10;
 
 /// A channel actor has exited; sent to the supervisor from the actor's `Drop`.
 #[derive(Message, Debug)]
@@ -121,6 +126,8 @@ pub struct ChannelActor {
     /// The current throttle pause; doubles while the provider keeps asking.
     throttle_pause: Duration,
     feed: Option<AbortHandle>,
+    /// How many messages may be in flight at once (decided once the transport is built).
+    window: usize,
     /// When the channel last settled a message, or started.
     last_progress: Instant,
     /// Set once the actor is on its way out: nothing new is sent.
@@ -158,6 +165,7 @@ impl ChannelActor {
             throttled_until: None,
             throttle_pause: Duration::ZERO,
             feed: None,
+            window: DEFAULT_WINDOW,
             last_progress: Instant::now(),
             stopping: false,
             failure: None,
@@ -174,7 +182,7 @@ impl ChannelActor {
         let addr = ctx.address();
         let host = self.host.clone();
         let id = self.spec.id.clone();
-        let window = self.spec.window.max(1);
+        let window = self.window;
         let feed = tokio::task::spawn_local(async move {
             let mut consumer = match host.consume(&id, window).await {
                 Ok(consumer) => consumer,
@@ -198,7 +206,7 @@ impl ChannelActor {
         let Some(transport) = self.transport.clone() else {
             return;
         };
-        while !self.stopping && self.in_flight.len() < self.spec.window.max(1) {
+        while !self.stopping && self.in_flight.len() < self.window {
             let Some(next) = self.mailbox.peek() else {
                 return;
             };
@@ -439,6 +447,11 @@ impl Actor for ChannelActor {
             "Starting a {} transport with config: {}",
             self.spec.channel_type, self.spec.config
         )));
+        self.window = self
+            .spec
+            .window
+            .unwrap_or_else(|| transport.window().max(DEFAULT_WINDOW))
+            .max(1);
         self.transport = Some(transport.clone());
         let tctx = TransportContext::new(
             self.spec.id.clone(),
@@ -642,7 +655,7 @@ mod tests {
             channel_type: "touchy".into(),
             config: serde_json::json!({ "throttle": throttle }),
             rate_limit: None,
-            window: 10,
+            window: Some(10),
         }
     }
 

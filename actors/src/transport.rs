@@ -34,6 +34,13 @@ pub trait Transport {
         1
     }
 
+    /// How many messages this transport can usefully have outstanding at once (an SMPP
+    /// session's window of unanswered submit_sm, say). A channel without a `max_in_flight`
+    /// of its own keeps this many in flight, or [`crate::channel::DEFAULT_WINDOW`] if more.
+    fn window(&self) -> usize {
+        1
+    }
+
     /// Answers a provider's request to this channel's webhook (`/channels/{id}/inbound/…`):
     /// an inbound message, a delivery report, a USSD step. A channel type that takes none
     /// answers 404. Bad payloads get the answer the provider expects for errors (and a line

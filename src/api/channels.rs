@@ -1,5 +1,6 @@
 //! Channel endpoints (API.md 3, 4): list, create, get, update, delete, restart, logs (of the
 //! channel, and of one of its messages).
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -20,9 +21,6 @@ use crate::metrics;
 use crate::store::ChannelProperties;
 use crate::wire;
 
-/// How many messages a channel may have in flight at once.
-const DEFAULT_WINDOW: usize = 10;
-
 /// The actor-side spec of a stored channel.
 pub fn channel_spec(id: &str, props: &ChannelProperties) -> ChannelSpec {
     let number = |key: &str| props.get(key).and_then(Value::as_u64);
@@ -40,7 +38,7 @@ pub fn channel_spec(id: &str, props: &ChannelProperties) -> ChannelSpec {
             .to_owned(),
         config: props.get("config").cloned().unwrap_or_else(|| json!({})),
         rate_limit,
-        window: DEFAULT_WINDOW,
+        window: number("max_in_flight").and_then(|n| usize::try_from(n).ok()),
     }
 }
 
@@ -104,11 +102,11 @@ fn check_callbacks(props: &ChannelProperties) -> Result<(), ApiError> {
 }
 
 /// Loads a channel or answers 404.
-pub async fn find_channel(state: &ApiState, id: &str) -> Result<ChannelProperties, ApiError> {
+pub async fn find_channel(state: &ApiState, id: &str) -> Result<Arc<ChannelProperties>, ApiError> {
     state
         .host
-        .store
-        .load_channel(id)
+        .channels
+        .get(id)
         .await?
         .ok_or_else(|| ApiError::ChannelNotFound(id.to_owned()))
 }
@@ -166,6 +164,7 @@ pub async fn create(
     check_callbacks(&props)?;
     let id = uuid::Uuid::new_v4().to_string();
     state.host.store.save_channel(&id, &props).await?;
+    state.host.channels.saved(&id, &props);
     start(&state, StartChannel(channel_spec(&id, &props))).await;
     attach_apps(&state.host, &id, &props);
     Ok(created(
@@ -185,7 +184,7 @@ pub async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, Ap
     let props = find_channel(&state, &id).await?;
     Ok(ok(
         "channel found",
-        channel_object(&state, &id, props).await?,
+        channel_object(&state, &id, (*props).clone()).await?,
     ))
 }
 
@@ -198,12 +197,13 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&request, payload, state.settings.max_body_size).await?;
     validate(&CHANNEL_UPDATE, &body)?;
-    let mut props = find_channel(&state, &id).await?;
+    let mut props = (*find_channel(&state, &id).await?).clone();
     props.extend(into_object(body));
     check_type_and_config(&state, &props)?;
     check_amqp_queue(&state, &props)?;
     check_callbacks(&props)?;
     state.host.store.save_channel(&id, &props).await?;
+    state.host.channels.saved(&id, &props);
     let _ = state
         .supervisor
         .send(UpdateChannel(channel_spec(&id, &props)))
@@ -226,6 +226,7 @@ pub async fn delete(state: State, id: web::Path<String>) -> Result<HttpResponse,
     super::queue::cancel_waiting(&state, &id, None).await?;
     state.host.queue.remove(&id).await?;
     state.host.store.delete_channel(&id).await?;
+    state.host.channels.forget(&id);
     state.host.logs.forget(&id);
     state.host.metrics.forget(&id);
     state.host.callbacks.close_lanes(&id);

@@ -30,6 +30,7 @@ fn channel_properties(nullable_urls: bool) -> Value {
         "rate_limit_window": {"type": "integer", "minimum": 0},
         "character_limit": {"type": "integer", "minimum": 0},
         "message_ttl": {"type": "integer", "minimum": 0},
+        "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 10000},
         "callback_secret": {"type": "string", "minLength": 1},
     });
     if !nullable_urls {

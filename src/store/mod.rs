@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::backend::BackendError;
 
+pub mod cache;
 pub mod embedded;
 pub mod redis;
 

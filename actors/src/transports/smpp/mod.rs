@@ -276,6 +276,11 @@ impl Transport for SmppTransport {
         outbound::parts_needed(&self.settings, message)
     }
 
+    /// The session's window: the channel keeps it full.
+    fn window(&self) -> usize {
+        self.settings.window_size
+    }
+
     /// Stops taking messages, waits (bounded) for outstanding submit responses, unbinds and
     /// closes.
     async fn stop(&self) {

@@ -265,8 +265,9 @@ impl Writer {
             redact_json(trace);
         }
         let redacted = redact_text(&record.message);
-        let logger = if channel_id.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(channel_id.to_ascii_lowercase())
+        // Mostly a lowercase UUID already: then no copy.
+        let logger = if channel_id.chars().any(char::is_uppercase) {
+            Cow::Owned(channel_id.to_lowercase())
         } else {
             Cow::Borrowed(channel_id.as_str())
         };

@@ -466,7 +466,10 @@ mod tests {
 
     /// A process log that keeps every message with its `count`, if any.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<(String, Option<u64>)>>>);
+    struct Recorder(Arc<Mutex<Vec<Report>>>);
+
+    /// A process log message and its `count`.
+    type Report = (String, Option<u64>);
 
     impl slog::Drain for Recorder {
         type Ok = ();

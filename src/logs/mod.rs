@@ -43,10 +43,10 @@
 //!
 //! **Logs by message**: the writer sends the place of every line that names a message to the
 //! [`index`] (`{logging_path}/index.sqlite`, its own thread, group commits), one job per
-//! batch once its lines are in the files, so a message's
-//! entries are found by its id and read at their offsets, never by scanning files. They come
-//! whole (with `message_ids`, `direction`, `trace`), every level, in time order, for
-//! `outbound_message_ttl`; rows go with their files, their channel or their age.
+//! batch once its lines are in the files, so a message's entries are found by its id and
+//! read at their offsets, never by scanning files. They come whole (with `message_ids`,
+//! `direction`, `trace`), every level, in time order, for `outbound_message_ttl`; rows go
+//! with their files, their channel or their age.
 //!
 //! **Deleting a channel** deletes its log files and index rows ([`ChannelLogs::forget`]): the
 //! API cannot serve them any more (the channel is a 404) and nothing would ever rotate them

@@ -1,6 +1,7 @@
 //! Channel logs on disk: they survive restarts, rotate within bounds, never hold a secret,
 //! and a message's entries are found by its id. Black-box, through the daemon's HTTP API and
-//! the files under its `logging_path`.
+//! the files under its `logging_path`. CI runs these against the debug and the release
+//! binary: the release build must write DEBUG entries too.
 mod common;
 
 use common::logs::{eventually, files_under, message_logs, text};
@@ -224,7 +225,9 @@ async fn no_secret_reaches_the_disk() {
 
 /// `GET /channels/{id}/messages/{msg}/logs` lists, in time order, every entry about that
 /// message: its acceptance, its send, its event's callback; nothing about a message sent at
-/// the same time. DEBUG entries (acceptance, send) show there, not in the channel's logs.
+/// the same time. DEBUG entries (acceptance, send) show there, not in the channel's logs:
+/// this fails when a build drops DEBUG entries, which is why CI runs this file against the
+/// release binary too (`cargo test --release --test channel_logs`).
 /// An unknown channel is a 404 in the envelope; an unknown message has no entries.
 #[actix_rt::test]
 async fn logs_by_message() {

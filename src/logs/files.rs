@@ -1,5 +1,5 @@
 //! The files of the channel logs: where they are, appending with rotation (the writer's
-//! side), reading the newest lines backwards and reading lines at known offsets (the API's
+//! side: lines are gathered per file and written with one write per batch), reading the newest lines backwards and reading lines at known offsets (the API's
 //! side).
 //!
 //! Layout: `{logging_path}/{channel}/{seq}.jsonl`, `seq` a six-digit (or longer) sequence
@@ -17,6 +17,10 @@ const EXTENSION: &str = ".jsonl";
 
 /// How much is read at a time when reading a file backwards.
 const BLOCK: u64 = 64 * 1024;
+
+/// The pending-lines buffer an appender keeps between batches; a burst may grow it beyond,
+/// and it gives the excess back once written, so idle channels hold little memory.
+const KEPT_BUFFER: usize = 16 * 1024;
 
 /// What stays as it is in a channel's directory name.
 const DIR_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
@@ -129,9 +133,12 @@ pub struct Appender {
     seq: u64,
     /// The oldest file that may still exist.
     oldest: u64,
-    /// The current file's size, while it is open.
+    /// The current file's size, while it is open, pending lines included.
     size: u64,
     file: Option<File>,
+    /// Lines appended to the current file but not written yet: [`Appender::flush`] writes
+    /// them at once, so a batch costs one write per file, not one per line.
+    pending: Vec<u8>,
     /// When it was last written to, in the writer's own clock (to close the idlest first).
     pub last_used: u64,
     /// Whether the last write failed (so a failure is reported once, not per line).
@@ -150,6 +157,7 @@ impl Appender {
             dir,
             size: 0,
             file: None,
+            pending: Vec::new(),
             last_used: 0,
             failing: false,
         })
@@ -160,39 +168,60 @@ impl Appender {
         self.file.is_some()
     }
 
-    /// Closes its current file (it is opened again on the next write).
-    pub fn close(&mut self) {
-        self.file = None;
+    /// Whether lines wait to be written by [`Appender::flush`].
+    pub fn is_dirty(&self) -> bool {
+        !self.pending.is_empty()
     }
 
-    /// Appends one line (ending in `\n`), starting the next file first when the current one
-    /// would grow beyond `rotate_size` (a line longer than that gets a file of its own), and
-    /// deleting the oldest files beyond `max_files`.
+    /// Writes the pending lines and closes its current file (it is opened again on the next
+    /// append).
+    pub fn close(&mut self) -> io::Result<()> {
+        let flushed = self.flush();
+        self.file = None;
+        flushed
+    }
+
+    /// Appends one line (ending in `\n`) to the pending lines of the current file, starting
+    /// the next file first when the current one would grow beyond `rotate_size` (a line
+    /// longer than that gets a file of its own), and deleting the oldest files beyond
+    /// `max_files`. The line is in the file once [`Appender::flush`] succeeds.
     pub fn append(&mut self, line: &[u8], limits: Limits) -> io::Result<Written> {
         if self.file.is_none() {
             self.open()?;
         }
         if self.size > 0 && self.size + line.len() as u64 > limits.rotate_size {
+            self.flush()?;
             self.seq += 1;
             self.open()?;
         }
         let deleted_through = self.prune(limits.max_files)?;
         let offset = self.size;
-        let written = match &mut self.file {
-            Some(file) => file.write_all(line),
-            None => Err(io::Error::other("the log file is not open")),
-        };
-        if let Err(e) = written {
-            // Whatever part made it is followed by a newline when the file is next opened.
-            self.file = None;
-            return Err(e);
-        }
+        self.pending.extend_from_slice(line);
         self.size += line.len() as u64;
         Ok(Written {
             seq: self.seq,
             offset,
             deleted_through,
         })
+    }
+
+    /// Writes the pending lines in one write. When that fails they are lost and the file is
+    /// closed: whatever part made it is followed by a newline when the file is next opened,
+    /// and its size is read again then.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = match &mut self.file {
+            Some(file) => file.write_all(&self.pending),
+            None => Err(io::Error::other("the log file is not open")),
+        };
+        self.pending.clear();
+        self.pending.shrink_to(KEPT_BUFFER);
+        if written.is_err() {
+            self.file = None;
+        }
+        written
     }
 
     /// Opens the current file for appending; a line cut short by a crash is ended first, so
@@ -370,6 +399,7 @@ mod tests {
         for n in 0..20 {
             placed.push(log.append(&line(n), limits).unwrap());
         }
+        log.flush().unwrap();
         assert_eq!(
             placed[0],
             Written {
@@ -404,6 +434,7 @@ mod tests {
         };
         let mut log = Appender::resume(dir.clone()).unwrap();
         log.append(&line(1), limits).unwrap();
+        log.flush().unwrap();
         drop(log);
         // A crash cut the next line short.
         let mut file = OpenOptions::new()
@@ -414,6 +445,7 @@ mod tests {
         let mut log = Appender::resume(dir.clone()).unwrap();
         let written = log.append(&line(2), limits).unwrap();
         assert_eq!((written.seq, written.offset), (1, 20));
+        log.flush().unwrap();
         let lines = newest(&dir, 10, |l| {
             serde_json::from_slice::<serde_json::Value>(l).ok()
         });
@@ -445,6 +477,7 @@ mod tests {
         for n in 0..30_000 {
             log.append(&line(n % 10_000), limits).unwrap();
         }
+        log.flush().unwrap();
         let mut file = OpenOptions::new()
             .append(true)
             .open(file_path(&dir, log.seq))

@@ -1,9 +1,9 @@
 //! The message index of the channel logs: which lines of which files concern a message, in
 //! `{logging_path}/index.sqlite`, owned by a thread of its own.
 //!
-//! The log writer sends one row per (message id, line) it wrote; the thread takes whatever
-//! waits and writes it in one transaction (group commit), so the index costs one SQLite
-//! commit per batch, never per line. Lookups travel through the same queue, so a lookup sees
+//! The log writer sends one row per (message id, line) it wrote, one job per batch of lines;
+//! the thread takes whatever waits and writes it in one transaction (group commit), so the
+//! index costs one SQLite commit per batch, never per line. Lookups travel through the same queue, so a lookup sees
 //! every row sent before it. Rows go when their file is deleted by rotation, when their
 //! channel is deleted, and when they are older than `outbound_message_ttl` (checked every
 //! minute); lookups ignore older rows too. Channels are stored as small numbers, so a row is

@@ -13,11 +13,21 @@
 //! the text, the ids of the messages it concerns (possibly none), `inbound`/`outbound` for
 //! traffic, and a protocol trace (a PDU, an HTTP exchange). DEBUG entries are written too.
 //!
-//! **Writing** never blocks a producer: [`ChannelLogs::push`] hands the entry to slog-async,
-//! whose thread runs the [`writer`] drain: it redacts ([`redact`]), appends and rotates. When
-//! the queue is full (the disk cannot keep up) entries are dropped and the process log says
-//! how many. Entries still queued when the process is killed are lost, at most a few
-//! milliseconds' worth.
+//! **Writing** never blocks a producer: [`ChannelLogs::push`] stamps the entry and hands it,
+//! owned and as made (its trace a `Value`), to the [`writer`] thread over a bounded queue.
+//! The thread takes everything waiting as one batch: it redacts ([`redact`]), serialises each
+//! entry as one line into its channel's pending lines, rotates, writes each file's lines with
+//! one write, then sends the batch's index rows as one job. When the queue is full (the disk
+//! cannot keep up) entries are dropped and the process log says how many. Entries still
+//! queued when the process is killed are lost, at most a few milliseconds' worth; dropping
+//! [`ChannelLogs`] writes them.
+//!
+//! Channel logs do not go through slog (the process log does): slog filters levels at
+//! compile time (`debug!` is compiled out of release builds unless a `release_max_level_*`
+//! feature says otherwise), which silently emptied the DEBUG entries (PDUs, sends) of release
+//! builds; and its key-values are text, so every trace was printed, carried as a string and
+//! parsed back on the writer thread. Here a level is a number in the entry, written in every
+//! build, and a trace is serialised once, straight into the file's buffer.
 //!
 //! **Redaction** is central, in the writer: secret-named fields of traces, passwords in URLs,
 //! secret-named query parameters and `name: value` pairs in text ([`redact`]). Producers may
@@ -32,10 +42,11 @@
 //! `timestamp`, `message`.
 //!
 //! **Logs by message**: the writer sends the place of every line that names a message to the
-//! [`index`] (`{logging_path}/index.sqlite`, its own thread, group commits), so a message's
-//! entries are found by its id and read at their offsets, never by scanning files. They come
-//! whole (with `message_ids`, `direction`, `trace`), every level, in time order, for
-//! `outbound_message_ttl`; rows go with their files, their channel or their age.
+//! [`index`] (`{logging_path}/index.sqlite`, its own thread, group commits), one job per
+//! batch once its lines are in the files, so a message's entries are found by its id and
+//! read at their offsets, never by scanning files. They come whole (with `message_ids`,
+//! `direction`, `trace`), every level, in time order, for `outbound_message_ttl`; rows go
+//! with their files, their channel or their age.
 //!
 //! **Deleting a channel** deletes its log files and index rows ([`ChannelLogs::forget`]): the
 //! API cannot serve them any more (the channel is a 404) and nothing would ever rotate them
@@ -50,20 +61,15 @@ pub mod writer;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use junebug_actors::ports::{LogLevel, LogRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use slog::Drain;
 
 use files::Limits;
 use index::Index;
-use writer::{
-    Writer, DEBUG_PREFIX, KEY_CHANNEL, KEY_DIRECTION, KEY_FORGET, KEY_LEVEL, KEY_MESSAGE_IDS,
-    KEY_TIMESTAMP, KEY_TRACE,
-};
+use writer::{Entry, WriterHandle, DEBUG_PREFIX};
 
 /// Entries queued for the writer; beyond that they are dropped and counted, so logging
 /// never blocks a channel.
@@ -104,17 +110,19 @@ pub enum LogsError {
         /// What went wrong.
         detail: String,
     },
+    /// The writer thread cannot be started.
+    #[error("cannot start the channel log writer: {0}")]
+    Writer(std::io::Error),
 }
 
 /// The channel logs: writing (asynchronous), reading, deleting.
 pub struct ChannelLogs {
-    /// Feeds the writer thread. Declared first: dropping it flushes the queue and joins the
-    /// writer before the index (whose rows the writer sends) shuts down.
-    logger: slog::Logger,
+    /// Feeds the writer thread. Declared first: dropping it writes what is queued and joins
+    /// the writer before the index (whose rows the writer sends) shuts down.
+    writer: WriterHandle,
     index: Index,
     root: PathBuf,
     message_ttl: Duration,
-    forgotten: Arc<Mutex<HashSet<String>>>,
 }
 
 /// What `GET /channels/{id}/logs` shows of an entry (the original's shape).
@@ -153,6 +161,15 @@ impl ChannelLogs {
     /// Opens the logs under `settings.path` (creating it) and starts the writer and index
     /// threads. Failures to write later go to `process` (the process log).
     pub fn open(settings: LogSettings, process: slog::Logger) -> Result<ChannelLogs, LogsError> {
+        Self::open_with_queue(settings, process, QUEUE_SIZE)
+    }
+
+    /// [`ChannelLogs::open`] with room for `queue_size` entries in the writer's queue.
+    fn open_with_queue(
+        settings: LogSettings,
+        process: slog::Logger,
+        queue_size: usize,
+    ) -> Result<ChannelLogs, LogsError> {
         let root = settings.path;
         std::fs::create_dir_all(&root).map_err(|source| LogsError::Directory {
             path: root.clone(),
@@ -166,64 +183,33 @@ impl ChannelLogs {
                     detail,
                 }
             })?;
-        let forgotten = Arc::new(Mutex::new(HashSet::new()));
-        let writer = Writer::new(
+        let writer = WriterHandle::start(
             root.clone(),
             Limits {
                 rotate_size: settings.rotate_size.max(1),
                 max_files: settings.max_files,
             },
+            queue_size,
             index.sender(),
-            forgotten.clone(),
             process,
-        );
-        let drain = slog_async::Async::new(writer)
-            .chan_size(QUEUE_SIZE)
-            .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
-            .thread_name("junebug-channel-logs".into())
-            .build()
-            .ignore_res();
+        )
+        .map_err(LogsError::Writer)?;
         Ok(ChannelLogs {
-            logger: slog::Logger::root(drain, slog::o!()),
+            writer,
             index,
             root,
             message_ttl: settings.message_ttl,
-            forgotten,
         })
     }
 
-    /// Adds an entry to a channel's log (written asynchronously, at every level).
+    /// Adds an entry to a channel's log (written asynchronously, at every level, in every
+    /// build), or drops and counts it when the writer is behind.
     pub fn push(&self, channel_id: &str, record: LogRecord) {
-        let message_ids = match record.message_ids.as_slice() {
-            [] => String::new(),
-            ids => serde_json::to_string(ids).unwrap_or_default(),
-        };
-        let trace = record
-            .trace
-            .as_ref()
-            .map(Value::to_string)
-            .unwrap_or_default();
-        let direction = record.direction.map_or("", |d| d.as_str());
-        let (logger, message) = (&self.logger, &record.message);
-        // The level travels as a key; the slog level only mirrors it.
-        macro_rules! entry {
-            ($log:ident) => {
-                slog::$log!(logger, "{}", message;
-                    KEY_CHANNEL => channel_id,
-                    KEY_LEVEL => record.level as u8,
-                    KEY_TIMESTAMP => unix_now(),
-                    KEY_MESSAGE_IDS => &message_ids,
-                    KEY_DIRECTION => direction,
-                    KEY_TRACE => &trace)
-            };
-        }
-        match record.level {
-            LogLevel::Debug => entry!(debug),
-            LogLevel::Info => entry!(info),
-            LogLevel::Warning => entry!(warn),
-            LogLevel::Error => entry!(error),
-            LogLevel::Critical => entry!(crit),
-        }
+        self.writer.push(Entry {
+            channel_id: channel_id.to_owned(),
+            timestamp: unix_now(),
+            record,
+        });
     }
 
     /// A channel's newest `n` entries at INFO and above, newest first.
@@ -264,14 +250,10 @@ impl ChannelLogs {
         .unwrap_or_default()
     }
 
-    /// Deletes a deleted channel's log: its files and index rows go (after the entries
-    /// already queued), and entries that still come for it are dropped.
+    /// Deletes a deleted channel's log: its files and index rows go (after the writer's
+    /// current batch), and its entries still queued or still to come are dropped.
     pub fn forget(&self, channel_id: &str) {
-        self.forgotten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(channel_id.to_owned());
-        slog::info!(self.logger, "forget"; KEY_FORGET => channel_id);
+        self.writer.forget(channel_id);
     }
 
     /// Deletes the logs of channels not among `channel_ids` (deleted while this process was
@@ -293,6 +275,7 @@ impl ChannelLogs {
 mod tests {
     use super::*;
     use junebug_actors::ports::Direction;
+    use std::sync::{Arc, Mutex};
 
     const CHANNEL: &str = "0b7e5e8c-6a4e-4b8e-9a53-8d2b6f0e6c11";
 
@@ -314,7 +297,11 @@ mod tests {
     }
 
     fn log_files(settings: &LogSettings) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(settings.path.join(CHANNEL))
+        channel_files(settings, CHANNEL)
+    }
+
+    fn channel_files(settings: &LogSettings, channel_id: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(settings.path.join(channel_id))
             .map(|dir| dir.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default();
         files.sort();
@@ -461,5 +448,143 @@ mod tests {
         assert!(settings.path.join("kept").exists());
         assert!(!settings.path.join("gone").exists());
         assert!(settings.path.join(INDEX_FILE).exists());
+    }
+
+    /// The messages of a channel's lines, in file order.
+    fn written_messages(settings: &LogSettings, channel_id: &str) -> Vec<String> {
+        channel_files(settings, channel_id)
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].to_string())
+                    .collect::<Vec<_>>()
+            })
+            .map(|m| m.trim_matches('"').to_owned())
+            .collect()
+    }
+
+    /// A process log that keeps every message with its `count`, if any.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Report>>>);
+
+    /// A process log message and its `count`.
+    type Report = (String, Option<u64>);
+
+    impl slog::Drain for Recorder {
+        type Ok = ();
+        type Err = slog::Never;
+
+        fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+            struct Count(Option<u64>);
+            impl slog::Serializer for Count {
+                fn emit_arguments(
+                    &mut self,
+                    key: slog::Key,
+                    val: &std::fmt::Arguments<'_>,
+                ) -> slog::Result {
+                    if key == "count" {
+                        self.0 = val.to_string().parse().ok();
+                    }
+                    Ok(())
+                }
+            }
+            let mut count = Count(None);
+            let _ = slog::KV::serialize(&record.kv(), record, &mut count);
+            self.0
+                .lock()
+                .unwrap()
+                .push((record.msg().to_string(), count.0));
+            Ok(())
+        }
+    }
+
+    /// DEBUG entries (PDUs, sends) are written and found by message: levels are data, not
+    /// slog's compile-time filter, so this holds in release builds as well.
+    #[actix_rt::test]
+    async fn debug_entries_are_written_and_found_by_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = settings(tmp.path(), 1_000_000, 5);
+        let logs = open(&settings);
+        logs.push(
+            CHANNEL,
+            LogRecord::debug("deliver_sm")
+                .about("m1")
+                .going(Direction::Inbound)
+                .with_trace(json!({"pdu": {"short_message": "hi"}})),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let found = loop {
+            let found = logs.for_message(CHANNEL, "m1").await;
+            if !found.is_empty() {
+                break found;
+            }
+            assert!(std::time::Instant::now() < deadline, "never indexed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0]["level"], 10);
+        assert_eq!(found[0]["direction"], "inbound");
+        assert_eq!(found[0]["trace"]["pdu"]["short_message"], "hi");
+        // Not among what the channel's logs endpoint shows, but on disk, DEBUG_PREFIX first.
+        assert!(logs.recent(CHANNEL, 10).await.is_empty());
+        let text = std::fs::read(&log_files(&settings)[0]).unwrap();
+        assert!(text.starts_with(DEBUG_PREFIX));
+    }
+
+    /// A burst larger than the queue does not block the producer: what does not fit is
+    /// dropped, and the process log gets the count; everything else is written.
+    #[actix_rt::test]
+    async fn a_burst_beyond_the_queue_is_dropped_and_reported() {
+        const BURST: usize = 20_000;
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = settings(tmp.path(), 100_000_000, 0);
+        let process = Recorder::default();
+        let logs = ChannelLogs::open_with_queue(
+            settings.clone(),
+            slog::Logger::root(process.clone(), slog::o!()),
+            4,
+        )
+        .unwrap();
+        for n in 0..BURST {
+            logs.push(CHANNEL, LogRecord::debug(format!("entry {n}")));
+        }
+        drop(logs); // writes what was queued, reports the last drops
+
+        let written = written_messages(&settings, CHANNEL).len();
+        let reports = process.0.lock().unwrap().clone();
+        let reported: u64 = reports
+            .iter()
+            .filter(|(message, _)| message.starts_with("Channel log entries were dropped"))
+            .map(|(_, count)| count.expect("a count"))
+            .sum();
+        assert!(reported > 0, "{reports:?}");
+        assert_eq!(written + reported as usize, BURST, "{reports:?}");
+    }
+
+    /// Entries of channels written in the same batches keep each channel's order, in the
+    /// files and by message.
+    #[actix_rt::test]
+    async fn batches_keep_each_channels_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = settings(tmp.path(), 1_000_000, 5);
+        let logs = open(&settings);
+        let expected: Vec<String> = (0..1000).map(|n| format!("entry {n}")).collect();
+        for message in &expected {
+            for channel in [CHANNEL, "other"] {
+                logs.push(channel, LogRecord::info(message.clone()).about("m1"));
+            }
+        }
+        drop(logs);
+        for channel in [CHANNEL, "other"] {
+            assert_eq!(written_messages(&settings, channel), expected, "{channel}");
+        }
+        let logs = open(&settings);
+        let found = logs.for_message("other", "m1").await;
+        let messages: Vec<&str> = found
+            .iter()
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages, expected);
     }
 }

@@ -15,6 +15,10 @@
 //!   name becomes `***` (query strings, form bodies, headers, JSON or configs printed as
 //!   text). For an auth scheme (`Authorization: Basic dXNlcjpwYXNz`) the credential after the
 //!   scheme goes too.
+//!
+//! Every string of every entry passes through here, and nearly none holds a secret: a cheap
+//! pre-check (`may_hold_secret`: an `@`, or a `=`/`:` and a secret name part anywhere) spares
+//! those the full scan, and nothing is allocated unless something is masked.
 use serde_json::Value;
 
 /// What a secret value is replaced with.
@@ -31,13 +35,43 @@ const SECRET_PARTS: [&str; 7] = [
     "credential",
 ];
 
+/// How a secret name may end instead (`api_key`, `X-Api-Key`).
+const SECRET_SUFFIX: &str = "key";
+
 /// Words that name an auth scheme in front of a credential (`Basic …`, `Bearer …`).
 const AUTH_SCHEMES: [&str; 5] = ["basic", "bearer", "token", "digest", "negotiate"];
 
-/// Whether a field, parameter or header called `name` holds a secret.
+/// Whether a field, parameter or header called `name` holds a secret. Called for every key
+/// of every trace, so it does not allocate.
 pub fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_PARTS.iter().any(|part| name.contains(part)) || name.ends_with("key")
+    let name = name.as_bytes();
+    SECRET_PARTS
+        .iter()
+        .any(|part| contains_ignore_case(name, part.as_bytes()))
+        || name
+            .len()
+            .checked_sub(SECRET_SUFFIX.len())
+            .is_some_and(|start| name[start..].eq_ignore_ascii_case(SECRET_SUFFIX.as_bytes()))
+}
+
+/// Whether `haystack` contains `needle` (lowercase ASCII), ignoring ASCII case.
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// Whether `text` may hold a secret at all: the cheap test that spares most strings the
+/// full scan. A URL password needs an `@`; a named value needs a `=` or `:` and a secret
+/// name, which contains one of [`SECRET_PARTS`] or [`SECRET_SUFFIX`] whatever surrounds it.
+fn may_hold_secret(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let named = bytes.iter().any(|b| matches!(b, b'=' | b':'))
+        && SECRET_PARTS
+            .iter()
+            .chain([&SECRET_SUFFIX])
+            .any(|part| contains_ignore_case(bytes, part.as_bytes()));
+    named || bytes.contains(&b'@')
 }
 
 /// Redacts a trace in place.
@@ -72,6 +106,9 @@ pub fn redact_json(value: &mut Value) {
 
 /// `text` with its secrets masked, or `None` when there is nothing to mask.
 pub fn redact_text(text: &str) -> Option<String> {
+    if !may_hold_secret(text) {
+        return None;
+    }
     let mut spans = url_passwords(text);
     spans.extend(named_values(text));
     if spans.is_empty() {
@@ -204,7 +241,7 @@ fn value_after(text: &str, from: usize) -> Option<(usize, usize)> {
             let after_token = &rest[token_len..];
             let credential = after_token
                 .strip_prefix(' ')
-                .filter(|_| AUTH_SCHEMES.contains(&token.to_ascii_lowercase().as_str()));
+                .filter(|_| AUTH_SCHEMES.iter().any(|s| s.eq_ignore_ascii_case(token)));
             match credential {
                 Some(cred) => {
                     let len = cred.find(ends_value).unwrap_or(cred.len());
@@ -321,6 +358,25 @@ mod tests {
                 "count": 3,
             })
         );
+    }
+
+    /// The pre-check lets through every text that has a secret, and nothing else is masked
+    /// because of it.
+    #[test]
+    fn the_pre_check_skips_only_texts_without_secrets() {
+        for plain in ["Message 12ab sent in 3 ms", "to=27&content=hi", "a b: c"] {
+            assert!(!may_hold_secret(plain), "{plain}");
+            assert_eq!(redact_text(plain), None);
+        }
+        for secret in [
+            "x?API_KEY=1",
+            "PassWord: 2",
+            "http://u:p@h/",
+            "Set-Cookie: a",
+        ] {
+            assert!(may_hold_secret(secret), "{secret}");
+            assert!(redact_text(secret).is_some(), "{secret}");
+        }
     }
 
     #[test]

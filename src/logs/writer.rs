@@ -1,42 +1,49 @@
-//! The writer: a [`slog::Drain`] run by slog-async on a thread of its own. It turns each
-//! record into one redacted JSON line in its channel's current file, rotates, and sends the
-//! line's place to the index for every message the entry concerns.
+//! The writer: a thread of its own that owns the channel log files. Producers hand it owned
+//! entries over a bounded queue ([`WriterHandle::push`], never blocking: a full queue drops
+//! the entry and counts it); the thread takes everything waiting as one batch, redacts each
+//! entry, serialises it as one JSON line into its channel's pending lines, rotates, then
+//! writes each file's lines with one write, and only then sends the batch's index rows as one
+//! job, so a lookup never finds a row whose line is not in the file yet.
 //!
-//! Records carry their entry as key-values (see the `KEY_*` names); a record with
-//! [`KEY_FORGET`] instead deletes a channel's log, in order with the entries before it. A
-//! record without a channel is slog-async's own report of entries dropped because the queue
-//! was full: it goes to the process log.
+//! Deleting a channel's log ([`WriterHandle::forget`]) does not travel in the queue, where it
+//! could be dropped: it is noted beside it and done by the thread after the batch in which it
+//! sees it; from then on the channel's entries are dropped.
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
+use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
+use junebug_actors::ports::LogRecord;
 use serde::Serialize;
 use serde_json::Value;
-use slog::{Drain, Never, OwnedKVList, Record, KV};
 
 use super::files::{self, Appender, Limits};
 use super::index::{Job, Row};
 use super::redact::{redact_json, redact_text};
 
-/// The channel id.
-pub const KEY_CHANNEL: &str = "junebug_channel";
-/// The Python level number.
-pub const KEY_LEVEL: &str = "junebug_level";
-/// Unix seconds when the entry was made.
-pub const KEY_TIMESTAMP: &str = "junebug_timestamp";
-/// The message ids, a JSON array (empty: none).
-pub const KEY_MESSAGE_IDS: &str = "junebug_message_ids";
-/// `inbound` or `outbound` (empty: none).
-pub const KEY_DIRECTION: &str = "junebug_direction";
-/// The trace as JSON text (empty: none).
-pub const KEY_TRACE: &str = "junebug_trace";
-/// Deletes the log of this channel.
-pub const KEY_FORGET: &str = "junebug_forget";
-
 /// Log files kept open at once; the idlest is closed beyond that, so thousands of channels
 /// do not take thousands of file descriptors.
 const MAX_OPEN_FILES: usize = 128;
+
+/// Entries one batch takes at most, so a producer faster than the disk still sees its
+/// entries written (and indexed) every few milliseconds.
+const MAX_BATCH: usize = 4096;
+
+/// How every DEBUG line starts.
+pub const DEBUG_PREFIX: &[u8] = b"{\"level\":10,";
+
+/// One entry on its way to a channel's log, owned, as the producer made it.
+pub struct Entry {
+    /// The channel whose log it goes to.
+    pub channel_id: String,
+    /// Unix seconds, taken when it was pushed.
+    pub timestamp: f64,
+    /// The entry itself, its trace untouched until the writer redacts it.
+    pub record: LogRecord,
+}
 
 /// One line of a log file. `level` comes first, so readers can skip DEBUG lines by their
 /// first bytes without parsing them ([`DEBUG_PREFIX`]).
@@ -48,201 +55,345 @@ struct Line<'a> {
     message: &'a str,
     message_ids: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
-    direction: Option<&'a str>,
+    direction: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace: Option<&'a Value>,
 }
 
-/// How every DEBUG line starts.
-pub const DEBUG_PREFIX: &[u8] = b"{\"level\":10,";
-
-/// The key-values of one record.
+/// What producers and the writer thread share besides the queue.
 #[derive(Default)]
-struct Fields {
-    channel: Option<String>,
-    level: Option<u8>,
-    timestamp: Option<f64>,
-    message_ids: String,
-    direction: String,
-    trace: String,
-    forget: Option<String>,
-    count: Option<String>,
+struct Shared {
+    /// Entries dropped because the queue was full, not reported yet.
+    dropped: AtomicU64,
+    /// Channels whose log is to be deleted, not seen by the thread yet.
+    forgets: Mutex<Vec<String>>,
 }
 
-impl slog::Serializer for Fields {
-    fn emit_arguments(&mut self, key: slog::Key, val: &fmt::Arguments<'_>) -> slog::Result {
-        let text = val.to_string();
-        match key {
-            KEY_CHANNEL => self.channel = Some(text),
-            KEY_LEVEL => self.level = text.parse().ok(),
-            KEY_TIMESTAMP => self.timestamp = text.parse().ok(),
-            KEY_MESSAGE_IDS => self.message_ids = text,
-            KEY_DIRECTION => self.direction = text,
-            KEY_TRACE => self.trace = text,
-            KEY_FORGET => self.forget = Some(text),
-            "count" => self.count = Some(text),
-            _ => {}
+/// What goes through the queue.
+enum Command {
+    /// An entry to write.
+    Write(Entry),
+    /// Wakes the thread for a forget noted in [`Shared::forgets`].
+    Wake,
+}
+
+/// The producers' side of the writer thread. Dropping it writes what is queued and waits for
+/// the thread.
+pub struct WriterHandle {
+    queue: Option<mpsc::SyncSender<Command>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    /// Starts the writer of the files under `root`, with room for `queue_size` entries;
+    /// rows go to `index`, failures and drops to `process` (the process log).
+    pub fn start(
+        root: PathBuf,
+        limits: Limits,
+        queue_size: usize,
+        index: mpsc::SyncSender<Job>,
+        process: slog::Logger,
+    ) -> io::Result<WriterHandle> {
+        let (queue, inbox) = mpsc::sync_channel(queue_size);
+        let shared = Arc::new(Shared::default());
+        let writer = Writer {
+            root,
+            limits,
+            appenders: HashMap::new(),
+            open_files: 0,
+            clock: 0,
+            forgotten: HashSet::new(),
+            line: Vec::new(),
+            index,
+            shared: shared.clone(),
+            process,
+        };
+        let thread = std::thread::Builder::new()
+            .name("junebug-channel-logs".into())
+            .spawn(move || writer.run(&inbox))?;
+        Ok(WriterHandle {
+            queue: Some(queue),
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues an entry, or drops and counts it when the queue is full.
+    pub fn push(&self, entry: Entry) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        if let Err(mpsc::TrySendError::Full(_)) = queue.try_send(Command::Write(entry)) {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+    }
+
+    /// Deletes a channel's files and index rows, after the entries written so far; its
+    /// entries still queued or still to come are dropped.
+    pub fn forget(&self, channel_id: &str) {
+        self.shared
+            .forgets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(channel_id.to_owned());
+        // A full queue wakes the thread anyway.
+        if let Some(queue) = &self.queue {
+            let _ = queue.try_send(Command::Wake);
+        }
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
 /// What the writer thread owns.
-struct State {
+struct Writer {
+    root: PathBuf,
+    limits: Limits,
     appenders: HashMap<String, Appender>,
     open_files: usize,
     /// Ticks once per line: when each appender was last used.
     clock: u64,
-}
-
-/// The drain that writes the channel log files.
-pub struct Writer {
-    root: PathBuf,
-    limits: Limits,
-    state: Mutex<State>,
-    index: mpsc::SyncSender<Job>,
     /// Channels deleted in this process: their late entries are dropped, not written into a
     /// directory nobody reads or rotates any more.
-    forgotten: Arc<Mutex<HashSet<String>>>,
+    forgotten: HashSet<String>,
+    /// The line being made, kept to spare an allocation per line.
+    line: Vec<u8>,
+    index: mpsc::SyncSender<Job>,
+    shared: Arc<Shared>,
     process: slog::Logger,
 }
 
+/// What a batch leaves for the index.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<Row>,
+    /// Per channel, the newest file rotation deleted.
+    deleted: HashMap<String, u64>,
+    /// Channels with appenders holding lines to write.
+    dirty: Vec<String>,
+    /// Channels whose lines of this batch may not all be in their file: their rows are not
+    /// sent.
+    failed: HashSet<String>,
+}
+
 impl Writer {
-    /// A writer of the files under `root`.
-    pub fn new(
-        root: PathBuf,
-        limits: Limits,
-        index: mpsc::SyncSender<Job>,
-        forgotten: Arc<Mutex<HashSet<String>>>,
-        process: slog::Logger,
-    ) -> Self {
-        Writer {
-            root,
-            limits,
-            state: Mutex::new(State {
-                appenders: HashMap::new(),
-                open_files: 0,
-                clock: 0,
-            }),
-            index,
-            forgotten,
-            process,
+    fn run(mut self, inbox: &mpsc::Receiver<Command>) {
+        let mut commands = Vec::new();
+        // Ends once every handle is dropped and the queue is empty.
+        while let Ok(first) = inbox.recv() {
+            commands.push(first);
+            commands.extend(std::iter::from_fn(|| inbox.try_recv().ok()).take(MAX_BATCH - 1));
+            self.run_batch(&mut commands);
+        }
+        self.run_batch(&mut commands);
+    }
+
+    /// Writes a batch, sends its index rows, then does the forgets noted meanwhile.
+    fn run_batch(&mut self, commands: &mut Vec<Command>) {
+        let forgets = std::mem::take(
+            &mut *self
+                .shared
+                .forgets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        self.forgotten.extend(forgets.iter().cloned());
+        let mut batch = Batch::default();
+        for command in commands.drain(..) {
+            if let Command::Write(entry) = command {
+                self.write(entry, &mut batch);
+            }
+        }
+        for channel_id in std::mem::take(&mut batch.dirty) {
+            let Some(appender) = self.appenders.get_mut(&channel_id) else {
+                continue;
+            };
+            let was_open = appender.is_open();
+            let flushed = appender.flush();
+            // A failed write closes the file.
+            self.open_files -= usize::from(was_open && !appender.is_open());
+            self.outcome(&channel_id, flushed, &mut batch);
+        }
+        let Batch {
+            mut rows,
+            deleted,
+            failed,
+            ..
+        } = batch;
+        if !failed.is_empty() {
+            rows.retain(|row| !failed.contains(&row.channel_id));
+        }
+        if !rows.is_empty() {
+            let _ = self.index.send(Job::Add(rows));
+        }
+        // After the rows: those of lines in the deleted files go too.
+        for (channel_id, through) in deleted {
+            let _ = self.index.send(Job::FilesDeleted {
+                channel_id,
+                through,
+            });
+        }
+        for channel_id in forgets {
+            self.forget(&channel_id);
+        }
+        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            slog::warn!(self.process, "Channel log entries were dropped: the log writer could not keep up";
+                "count" => dropped);
         }
     }
 
-    fn write(&self, channel_id: &str, fields: Fields, message: &str) {
-        let Some(dir) = files::channel_dir(&self.root, channel_id) else {
+    /// Adds an entry's line to its channel's pending lines, and its rows to the batch.
+    fn write(&mut self, entry: Entry, batch: &mut Batch) {
+        let Entry {
+            channel_id,
+            timestamp,
+            mut record,
+        } = entry;
+        if channel_id.is_empty() || self.forgotten.contains(&channel_id) {
             return;
-        };
-        let message_ids: Vec<String> = match fields.message_ids.as_str() {
-            "" => Vec::new(),
-            ids => serde_json::from_str(ids).unwrap_or_default(),
-        };
-        let mut trace: Option<Value> = match fields.trace.as_str() {
-            "" => None,
-            text => Some(serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()))),
-        };
-        if let Some(trace) = &mut trace {
+        }
+        if let Some(trace) = &mut record.trace {
             redact_json(trace);
         }
-        let redacted = redact_text(message);
-        let timestamp = fields.timestamp.unwrap_or_default();
-        let logger = channel_id.to_lowercase();
+        let redacted = redact_text(&record.message);
+        // Mostly a lowercase UUID already: then no copy.
+        let logger = if channel_id.chars().any(char::is_uppercase) {
+            Cow::Owned(channel_id.to_lowercase())
+        } else {
+            Cow::Borrowed(channel_id.as_str())
+        };
         let line = Line {
-            level: fields.level.unwrap_or(20),
+            level: record.level as u8,
             timestamp,
             logger: &logger,
-            message: redacted.as_deref().unwrap_or(message),
-            message_ids: &message_ids,
-            direction: Some(fields.direction.as_str()).filter(|d| !d.is_empty()),
-            trace: trace.as_ref(),
+            message: redacted.as_deref().unwrap_or(&record.message),
+            message_ids: &record.message_ids,
+            direction: record.direction.map(|d| d.as_str()),
+            trace: record.trace.as_ref(),
         };
-        let Ok(mut bytes) = serde_json::to_vec(&line) else {
+        self.line.clear();
+        if serde_json::to_writer(&mut self.line, &line).is_err() {
+            return;
+        }
+        self.line.push(b'\n');
+
+        if !self.make_ready(&channel_id, batch) {
+            return;
+        }
+        let Some(appender) = self.appenders.get_mut(&channel_id) else {
             return;
         };
-        bytes.push(b'\n');
+        let was_dirty = appender.is_dirty();
+        let was_open = appender.is_open();
+        let appended = appender.append(&self.line, self.limits);
+        let (dirty, open) = (appender.is_dirty(), appender.is_open());
+        self.open_files = (self.open_files + usize::from(open)) - usize::from(was_open);
+        if dirty && !was_dirty {
+            batch.dirty.push(channel_id.clone());
+        }
+        let Some(written) = self.outcome(&channel_id, appended, batch) else {
+            return;
+        };
+        if let Some(through) = written.deleted_through {
+            batch.deleted.insert(channel_id.clone(), through);
+        }
+        batch
+            .rows
+            .extend(record.message_ids.into_iter().map(|message_id| Row {
+                message_id,
+                channel_id: channel_id.clone(),
+                seq: written.seq,
+                offset: written.offset,
+                at: timestamp,
+            }));
+    }
 
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let State {
-            appenders,
-            open_files,
-            clock,
-        } = &mut *state;
-        *clock += 1;
-        if !appenders.contains_key(channel_id) {
+    /// Readies a channel's appender for a line: made (taking up its newest file) if it has
+    /// none yet, marked as used, and room made for its file to open: the idlest open one is
+    /// closed beyond [`MAX_OPEN_FILES`]. Whether it has one.
+    fn make_ready(&mut self, channel_id: &str, batch: &mut Batch) -> bool {
+        self.clock += 1;
+        if !self.appenders.contains_key(channel_id) {
+            let Some(dir) = files::channel_dir(&self.root, channel_id) else {
+                return false;
+            };
             match Appender::resume(dir.clone()) {
                 Ok(appender) => {
-                    appenders.insert(channel_id.to_owned(), appender);
+                    self.appenders.insert(channel_id.to_owned(), appender);
                 }
                 Err(e) => {
                     slog::error!(self.process, "Cannot write a channel log";
                         "channel_id" => channel_id, "dir" => %dir.display(), "error" => %e);
-                    return;
+                    return false;
                 }
             }
         }
-        let was_open = appenders.get(channel_id).is_some_and(Appender::is_open);
-        if !was_open && *open_files >= MAX_OPEN_FILES {
-            let idlest = appenders
-                .values_mut()
-                .filter(|a| a.is_open())
-                .min_by_key(|a| a.last_used);
-            if let Some(idlest) = idlest {
-                idlest.close();
-                *open_files -= 1;
+        let is_open = self
+            .appenders
+            .get(channel_id)
+            .is_some_and(Appender::is_open);
+        if !is_open && self.open_files >= MAX_OPEN_FILES {
+            let idlest = self
+                .appenders
+                .iter_mut()
+                .filter(|(_, a)| a.is_open())
+                .min_by_key(|(_, a)| a.last_used)
+                .map(|(id, a)| (id.clone(), a.close()));
+            if let Some((idlest, closed)) = idlest {
+                self.open_files -= 1;
+                self.outcome(&idlest, closed, batch);
             }
         }
-        let Some(appender) = appenders.get_mut(channel_id) else {
-            return;
-        };
-        appender.last_used = *clock;
-        let written = appender.append(&bytes, self.limits);
-        *open_files = (*open_files + usize::from(appender.is_open())) - usize::from(was_open);
-        let written = match written {
-            Ok(written) => {
+        let clock = self.clock;
+        self.appenders
+            .get_mut(channel_id)
+            .map(|appender| appender.last_used = clock)
+            .is_some()
+    }
+
+    /// What came of writing to a channel's file: a failure is reported once per run of
+    /// failures, and the channel's rows of this batch are not sent.
+    fn outcome<T>(
+        &mut self,
+        channel_id: &str,
+        result: io::Result<T>,
+        batch: &mut Batch,
+    ) -> Option<T> {
+        let appender = self.appenders.get_mut(channel_id)?;
+        match result {
+            Ok(value) => {
                 appender.failing = false;
-                written
+                Some(value)
             }
             Err(e) => {
                 if !appender.failing {
                     appender.failing = true;
+                    let dir = files::channel_dir(&self.root, channel_id).unwrap_or_default();
                     slog::error!(self.process, "Cannot write a channel log";
                         "channel_id" => channel_id, "dir" => %dir.display(), "error" => %e);
                 }
-                return;
+                batch.failed.insert(channel_id.to_owned());
+                None
             }
-        };
-        drop(state);
-        if let Some(through) = written.deleted_through {
-            let _ = self.index.send(Job::FilesDeleted {
-                channel_id: channel_id.to_owned(),
-                through,
-            });
-        }
-        if !message_ids.is_empty() {
-            let rows = message_ids
-                .into_iter()
-                .map(|message_id| Row {
-                    message_id,
-                    channel_id: channel_id.to_owned(),
-                    seq: written.seq,
-                    offset: written.offset,
-                    at: timestamp,
-                })
-                .collect();
-            let _ = self.index.send(Job::Add(rows));
         }
     }
 
     /// Deletes a channel's files and index rows.
-    fn forget(&self, channel_id: &str) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(appender) = state.appenders.remove(channel_id) {
+    fn forget(&mut self, channel_id: &str) {
+        if let Some(appender) = self.appenders.remove(channel_id) {
             if appender.is_open() {
-                state.open_files -= 1;
+                self.open_files -= 1;
             }
         }
-        drop(state);
         if let Some(dir) = files::channel_dir(&self.root, channel_id) {
             if let Err(e) = files::remove_channel(&dir) {
                 slog::warn!(self.process, "Cannot delete a channel's log files";
@@ -250,33 +401,5 @@ impl Writer {
             }
         }
         let _ = self.index.send(Job::Forget(channel_id.to_owned()));
-    }
-}
-
-impl Drain for Writer {
-    type Ok = ();
-    type Err = Never;
-
-    fn log(&self, record: &Record<'_>, _: &OwnedKVList) -> Result<(), Never> {
-        let mut fields = Fields::default();
-        let _ = record.kv().serialize(record, &mut fields);
-        if let Some(channel_id) = fields.forget.take() {
-            self.forget(&channel_id);
-            return Ok(());
-        }
-        let Some(channel_id) = fields.channel.take() else {
-            slog::warn!(self.process, "Channel log entries were dropped: the log writer could not keep up";
-                "count" => fields.count.unwrap_or_default());
-            return Ok(());
-        };
-        let forgotten = self
-            .forgotten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&channel_id);
-        if !forgotten {
-            self.write(&channel_id, fields, &record.msg().to_string());
-        }
-        Ok(())
     }
 }

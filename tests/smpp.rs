@@ -492,6 +492,40 @@ async fn the_window_bounds_outstanding_submits() {
     assert_eq!(submitted, ids.into_iter().collect());
 }
 
+/// Issue 14: a channel without `max_in_flight` keeps its SMPP session's whole window of
+/// submit_sm outstanding (30 here), not the old fixed 10; the queue endpoint counts them in
+/// flight, and the rest wait.
+#[actix_rt::test]
+async fn a_channel_keeps_its_smpp_window_full() {
+    let mut s = Setup::new(Backend::Embedded, json!({"window_size": 30})).await;
+    s.smsc.command(json!({"cmd": "hold_submits", "on": true}));
+    s.smsc.expect("done").await;
+    let mut ids = Vec::new();
+    for n in 0..35 {
+        let to = format!("+278320000{n:02}");
+        ids.push(
+            s.send(json!({"to": to, "from": "1234", "content": "w"}))
+                .await,
+        );
+    }
+    for _ in 0..30 {
+        s.smsc.expect("submit_sm").await;
+    }
+    let (status, queue) = s.api.get(&format!("/channels/{}/queue", s.channel)).await;
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(queue["result"]["in_flight"], 30, "{queue}");
+    assert_eq!(queue["result"]["waiting"]["total"], 5, "{queue}");
+    s.smsc.command(json!({"cmd": "hold_submits", "on": false}));
+    let mut submitted = std::collections::BTreeSet::new();
+    while submitted.len() < ids.len() {
+        let event = s.event().await;
+        if event["event_type"] == "submitted" {
+            submitted.insert(event["message_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(submitted, ids.into_iter().collect());
+}
+
 /// With `concatenation: sar` the parts carry SAR TLVs instead of a UDH.
 #[actix_rt::test]
 async fn sar_parts_when_configured() {

@@ -497,7 +497,10 @@ async fn the_window_bounds_outstanding_submits() {
 /// flight, and the rest wait.
 #[actix_rt::test]
 async fn a_channel_keeps_its_smpp_window_full() {
-    let mut s = Setup::new(Backend::Embedded, json!({"window_size": 30})).await;
+    // Held submit_sm are never answered: they time out (after the checks below, well before
+    // the test's wait) and are sent again.
+    let config = json!({"window_size": 30, "response_timeout": 3});
+    let mut s = Setup::new(Backend::Embedded, config).await;
     s.smsc.command(json!({"cmd": "hold_submits", "on": true}));
     s.smsc.expect("done").await;
     let mut ids = Vec::new();

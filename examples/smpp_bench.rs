@@ -35,21 +35,18 @@
 //! them and records the provider ids to match them), so the figures are about the send path. Pass `receipts` as the fourth argument to keep them on: then the bench
 //! also waits for N `delivery_succeeded` events and prints their rate, and the daemon's CPU
 //! includes matching the receipts and posting those events.
-#[path = "../tests/common/redis_keys.rs"]
-mod redis_keys;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
-use support::{cpu_seconds, peak_rss_kib, start_with};
+use support::production::Production;
+use support::smsc::{wait_for, Smsc};
+use support::{cpu_seconds, peak_rss_kib, percentiles, start_with};
 
 /// What the SMSC and the event receiver saw, each stamped when the bench saw it.
 #[derive(Default)]
@@ -88,11 +85,21 @@ fn main() {
     let mut run = Run {
         daemon: None,
         smsc: None,
-        production: production.then(Production::new),
+        production: production.then(|| Production::new("smpp-bench")),
         channel: None,
     };
 
-    let (mut smsc, smsc_events) = Smsc::start(seen.clone());
+    support::smsc::install_packages();
+    let on_submit = {
+        let seen = seen.clone();
+        move |event: &Value, at: Instant| {
+            let to = event["destination_addr"].as_str().unwrap_or_default();
+            let mut seen = seen.lock().unwrap();
+            seen.submit_count += 1;
+            seen.submits.entry(to.to_owned()).or_insert(at);
+        }
+    };
+    let (mut smsc, smsc_events) = Smsc::start(&json!({}), on_submit);
     let smsc_pid = smsc.child.id();
     if !receipts {
         smsc.command(json!({"cmd": "receipts", "on": false}));
@@ -300,10 +307,6 @@ fn to(i: usize) -> String {
     format!("+2783{i:07}")
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// For each send whose submit_sm was seen, the time from `start[i]` to it (0 if before).
 fn latencies(seen: &Seen, start: &[Instant]) -> Vec<Duration> {
     let mut latencies: Vec<Duration> = (0..start.len())
@@ -319,95 +322,9 @@ fn latencies(seen: &Seen, start: &[Instant]) -> Vec<Duration> {
     latencies
 }
 
-/// "p50 …, p99 …, max …" of sorted `latencies`, in ms.
-fn percentiles(latencies: &[Duration]) -> Option<String> {
-    let max = *latencies.last()?;
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Some(format!(
-        "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(pct(0.50)),
-        ms(pct(0.99)),
-        ms(max)
-    ))
-}
-
 /// CPU time of this process, seconds.
 fn own_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
-}
-
-/// Waits (at most 30 s) for the SMSC's next line of `kind`, skipping others.
-fn wait_for(events: &mpsc::Receiver<Value>, kind: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = events
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("the SMSC printed no {kind:?} line"));
-        if event["event"] == kind {
-            return event;
-        }
-    }
-}
-
-/// The SMSC script, running under node.
-struct Smsc {
-    child: Child,
-    stdin: ChildStdin,
-    port: u16,
-}
-
-impl Smsc {
-    /// Starts it (installing its npm packages first if need be); submit_sm go to `seen`,
-    /// every other line to the returned receiver.
-    fn start(seen: Shared) -> (Smsc, mpsc::Receiver<Value>) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smsc");
-        if !dir.join("node_modules/smpp").exists() {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&dir)
-                .status()
-                .expect("npm (Node.js) is installed");
-            assert!(status.success(), "npm ci failed in {}", dir.display());
-        }
-        let mut child = Command::new("node")
-            .arg(dir.join("smsc.js"))
-            .arg("{}")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs the SMSC");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let at = Instant::now();
-                let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                if event["event"] == "submit_sm" {
-                    let to = event["destination_addr"].as_str().unwrap_or_default();
-                    let mut seen = seen.lock().unwrap();
-                    seen.submit_count += 1;
-                    seen.submits.entry(to.to_owned()).or_insert(at);
-                } else {
-                    // Nobody listens after the start: the lines are dropped then.
-                    let _ = tx.send(event);
-                }
-            }
-        });
-        let listening = wait_for(&events, "listening");
-        let port = listening["port"].as_u64().expect("port") as u16;
-        (Smsc { child, stdin, port }, events)
-    }
-
-    /// Sends one command line (see the script).
-    fn command(&mut self, command: Value) {
-        writeln!(self.stdin, "{command}").expect("SMSC stdin");
-        self.stdin.flush().expect("SMSC stdin");
-    }
 }
 
 /// Starts the receiver of the channel's callbacks on its own thread; its base URL.
@@ -446,79 +363,6 @@ async fn receive(request: HttpRequest, seen: web::Data<Shared>, body: web::Bytes
     HttpResponse::Ok().finish()
 }
 
-/// A production deployment's prefixes, and the URLs of its Redis and RabbitMQ.
-struct Production {
-    prefix: String,
-    redis: String,
-    amqp: String,
-}
-
-impl Production {
-    fn new() -> Production {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        Production {
-            prefix: format!("smpp-bench-{}", uuid::Uuid::new_v4().simple()),
-            redis: var("JUNEBUG_REDIS__URL", "redis://127.0.0.1:6379/"),
-            amqp: var("JUNEBUG_AMQP__URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-        }
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("JUNEBUG_REDIS__URL".into(), self.redis.clone()),
-            (
-                "JUNEBUG_REDIS__KEY_PREFIX".into(),
-                format!("{}:", self.prefix),
-            ),
-            ("JUNEBUG_AMQP__URL".into(), self.amqp.clone()),
-            (
-                "JUNEBUG_AMQP__QUEUE_PREFIX".into(),
-                format!("{}.", self.prefix),
-            ),
-        ]
-    }
-
-    /// Deletes the channel's queues and every key under the prefix.
-    fn clean(&self, channel: Option<&str>) {
-        if let Some(id) = channel {
-            let queues: Vec<String> = ["realtime", "bulk"]
-                .iter()
-                .map(|lane| format!("{}.{id}.outbound.{lane}", self.prefix))
-                .collect();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let deleted = runtime.block_on(async {
-                let link = junebug::amqp::AmqpLink::connect(&self.amqp).await?;
-                let channel = link.channel().await?;
-                for queue in queues {
-                    let options = lapin::options::QueueDeleteOptions::default();
-                    if let Err(e) = channel.queue_delete(queue.as_str().into(), options).await {
-                        eprintln!("Could not delete the queue {queue}: {e}");
-                    }
-                }
-                Ok::<_, Box<dyn std::error::Error>>(())
-            });
-            if let Err(e) = deleted {
-                eprintln!("Could not delete the bench's queues: {e}");
-            }
-        }
-        if let Err(e) = self.delete_keys() {
-            eprintln!("Could not delete the bench's keys {}:*: {e}", self.prefix);
-        }
-    }
-
-    fn delete_keys(&self) -> redis::RedisResult<()> {
-        redis_keys::delete_matching(&self.redis, &format!("{}:*", self.prefix))
-    }
-}
-
 /// What to stop and clean up at the end, even after a panic: the daemon first, then the
 /// SMSC, then the production keys and queues.
 struct Run {
@@ -535,8 +379,7 @@ impl Drop for Run {
             let _ = daemon.child.wait();
         }
         if let Some(smsc) = &mut self.smsc {
-            let _ = smsc.child.kill();
-            let _ = smsc.child.wait();
+            smsc.stop();
         }
         if let Some(production) = self.production.take() {
             let channel = self.channel.take();

@@ -1,7 +1,16 @@
-//! What the measuring examples share: starting the release binary and reading /proc.
+//! What the measuring examples share: starting the release binary and reading /proc; the test
+//! SMSC ([`smsc`]); a production deployment of the benchmark's own ([`production`]); latency
+//! percentiles.
 #![allow(dead_code)] // each example uses a different part
+#[path = "../../tests/common/redis_keys.rs"]
+mod redis_keys;
+
+pub mod production;
+pub mod smsc;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -81,4 +90,27 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Milliseconds of `d`.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `p`-quantile (0.5, 0.99 …) of sorted `latencies`.
+pub fn quantile(latencies: &[Duration], p: f64) -> Option<Duration> {
+    let last = latencies.len().checked_sub(1)?;
+    Some(latencies[((latencies.len() as f64 * p) as usize).min(last)])
+}
+
+/// "p50 …, p99 …, max …" of sorted `latencies`, in ms.
+pub fn percentiles(latencies: &[Duration]) -> Option<String> {
+    let max = *latencies.last()?;
+    let pct = |p: f64| quantile(latencies, p).unwrap_or_default();
+    Some(format!(
+        "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(max)
+    ))
 }

@@ -2,7 +2,9 @@
 // write): it binds ESMEs, answers submit_sm, sends delivery receipts and MO messages.
 //
 // Usage: node smsc.js '{"system_id": "junebug", "password": "secret"}'
-// With "tls": {"key": PATH, "cert": PATH} it speaks SMPP over TLS.
+// With "tls": {"key": PATH, "cert": PATH} it speaks SMPP over TLS. With "receipt_delay_ms": N
+// (default 0: at once, right after the submit_sm_resp) each receipt is sent N ms after its
+// submit_sm_resp; the `receipt_delay` command ({"cmd": "receipt_delay", "ms": N}) changes it.
 //
 // It listens on 127.0.0.1 on a free port, prints one JSON object per line on stdout for
 // everything that happens ({"event": "listening", "port": N} first), and takes one JSON
@@ -28,6 +30,7 @@ let receiptsFirst = false; // send the receipt before the submit_sm_resp
 let receiptStat = 'DELIVRD';
 let holdSubmits = false; // leave submit_sm unanswered
 let receipts = true;
+let receiptDelayMs = Number(options.receipt_delay_ms) || 0; // 0: send receipts at once
 
 function emit(event) {
 	process.stdout.write(JSON.stringify(event) + '\n');
@@ -102,7 +105,16 @@ function onSubmit(session, pdu) {
 	const wantsReceipt = receipts && (pdu.registered_delivery & 0x03) !== 0;
 	if (wantsReceipt && receiptsFirst) sendReceipt(session, pdu, id);
 	session.send(pdu.response({ message_id: id }));
-	if (wantsReceipt && !receiptsFirst) sendReceipt(session, pdu, id);
+	if (wantsReceipt && !receiptsFirst) {
+		if (receiptDelayMs > 0) {
+			setTimeout(() => {
+				// The ESME may have gone meanwhile: nothing to send it on then.
+				if (sessions.has(session)) sendReceipt(session, pdu, id);
+			}, receiptDelayMs);
+		} else {
+			sendReceipt(session, pdu, id);
+		}
+	}
 }
 
 function bindHandler(mode) {
@@ -185,6 +197,7 @@ const commands = {
 	receipts_first: (c) => { receiptsFirst = c.on; },
 	receipts: (c) => { receipts = c.on; },
 	receipt_stat: (c) => { receiptStat = c.stat; },
+	receipt_delay: (c) => { receiptDelayMs = Number(c.ms) || 0; },
 	hold_submits: (c) => { holdSubmits = c.on; },
 	disconnect: () => { for (const s of sessions) s.destroy(); },
 };

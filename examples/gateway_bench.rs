@@ -42,10 +42,9 @@
 //! and at the end a table of all gateways with the ratio of Junebug to Kannel.
 //!
 //! Windows: both gateways keep their defaults unless `window=W` is given: Kannel's
-//! `max-pending-submits` is 10, Junebug's session window (`window_size`) is 10 and its
-//! channel's in-flight window 10 (fixed in today's daemon). `window=W` sets Kannel's
-//! `max-pending-submits`, Junebug's `window_size` and a top-level `window` on the channel
-//! (which a daemon without that setting stores and ignores).
+//! `max-pending-submits` is 10, Junebug's session window (`window_size`) is 10, and a
+//! Junebug channel keeps its session window full. `window=W` sets Kannel's
+//! `max-pending-submits` and Junebug's `window_size`.
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -775,7 +774,6 @@ fn start_junebug(
     let mut channel = json!({"type": "smpp", "mo_url": format!("{base}/mo")});
     if let Some(window) = options.window {
         config["window_size"] = json!(window);
-        channel["window"] = json!(window);
     }
     channel["config"] = config;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -65,6 +65,18 @@ impl Setup {
             smsc,
         }
     }
+
+    /// Waits until every message of `ids` has its `submitted` event (at least once).
+    async fn assert_all_submitted(&mut self, ids: Vec<String>) {
+        let mut submitted = std::collections::BTreeSet::new();
+        while submitted.len() < ids.len() {
+            let event = self.event().await;
+            if event["event_type"] == "submitted" {
+                submitted.insert(event["message_id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(submitted, ids.into_iter().collect());
+    }
 }
 
 both_backends! {
@@ -340,14 +352,7 @@ async fn a_dropped_connection_loses_nothing() {
     s.smsc.command(json!({"cmd": "disconnect"}));
     assert_eq!(s.status("connection_lost").await["status"], "down");
     s.smsc.expect("bind").await;
-    let mut submitted = std::collections::BTreeSet::new();
-    while submitted.len() < ids.len() {
-        let event = s.event().await;
-        if event["event_type"] == "submitted" {
-            submitted.insert(event["message_id"].as_str().unwrap().to_owned());
-        }
-    }
-    assert_eq!(submitted, ids.into_iter().collect());
+    s.assert_all_submitted(ids).await;
 }
 
 /// An SMSC that stops answering enquire_link is declared dead and reconnected to.
@@ -482,14 +487,7 @@ async fn the_window_bounds_outstanding_submits() {
         "a third submit_sm went out"
     );
     s.smsc.command(json!({"cmd": "hold_submits", "on": false}));
-    let mut submitted = std::collections::BTreeSet::new();
-    while submitted.len() < ids.len() {
-        let event = s.event().await;
-        if event["event_type"] == "submitted" {
-            submitted.insert(event["message_id"].as_str().unwrap().to_owned());
-        }
-    }
-    assert_eq!(submitted, ids.into_iter().collect());
+    s.assert_all_submitted(ids).await;
 }
 
 /// Issue 14: a channel without `max_in_flight` keeps its SMPP session's whole window of
@@ -519,14 +517,7 @@ async fn a_channel_keeps_its_smpp_window_full() {
     assert_eq!(queue["result"]["in_flight"], 30, "{queue}");
     assert_eq!(queue["result"]["waiting"]["total"], 5, "{queue}");
     s.smsc.command(json!({"cmd": "hold_submits", "on": false}));
-    let mut submitted = std::collections::BTreeSet::new();
-    while submitted.len() < ids.len() {
-        let event = s.event().await;
-        if event["event_type"] == "submitted" {
-            submitted.insert(event["message_id"].as_str().unwrap().to_owned());
-        }
-    }
-    assert_eq!(submitted, ids.into_iter().collect());
+    s.assert_all_submitted(ids).await;
 }
 
 /// With `concatenation: sar` the parts carry SAR TLVs instead of a UDH.

@@ -117,46 +117,43 @@ impl Host {
     /// `amqp_queue`.
     pub async fn record_event(&self, channel_id: &str, event: &Event) {
         let mut channel = ChannelOnce::new(self, channel_id);
-        if let Err(e) = self
+        let event_type = wire::event_type(&event.kind);
+        let ttl = self.settings.outbound_ttl;
+        let record = match self
             .store
-            .add_event(channel_id, event, self.settings.outbound_ttl)
+            .record_event(channel_id, event, ttl, self.tally(event_type))
             .await
         {
-            self.backend_failed(channel_id, "record an event", &e);
-        }
-        let event_type = wire::event_type(&event.kind);
+            Ok(record) => record,
+            Err(e) => {
+                self.backend_failed(channel_id, "record an event", &e);
+                None
+            }
+        };
         self.metrics
             .events
             .with_label_values(&[channel_id, event_type])
             .inc();
-        self.count(channel_id, event_type).await;
-        match self
-            .store
-            .load_outbound(channel_id, &event.user_message_id)
-            .await
-        {
-            Ok(Some(record)) => {
-                if let Some(url) = record.event_url {
-                    let secret = match record.callback_secret {
-                        Some(secret) => Some(secret),
-                        None => channel.text("callback_secret").await,
-                    };
-                    let values = TemplateValues::event(channel_id, event, Some(&record.message));
-                    let callback = Callback {
-                        url: expand(&url, TemplateKind::Event, &values),
-                        token: record.event_auth_token,
-                        body: wire::event_json(channel_id, event),
-                        what: CallbackKind::Event,
-                        secret,
-                        message_id: Some(event.user_message_id.clone()),
-                        method: method(record.event_url_method.as_ref()),
-                    };
-                    // Delivered even when the outbox could not keep it (that is logged).
-                    let _ = self.callbacks.post(channel_id, callback).await;
-                }
+        // No record: not sent through the API, or older than outbound_message_ttl.
+        if let Some(record) = record {
+            if let Some(url) = record.event_url {
+                let secret = match record.callback_secret {
+                    Some(secret) => Some(secret),
+                    None => channel.text("callback_secret").await,
+                };
+                let values = TemplateValues::event(channel_id, event, Some(&record.message));
+                let callback = Callback {
+                    url: expand(&url, TemplateKind::Event, &values),
+                    token: record.event_auth_token,
+                    body: wire::event_json(channel_id, event),
+                    what: CallbackKind::Event,
+                    secret,
+                    message_id: Some(event.user_message_id.clone()),
+                    method: method(record.event_url_method.as_ref()),
+                };
+                // Delivered even when the outbox could not keep it (that is logged).
+                let _ = self.callbacks.post(channel_id, callback).await;
             }
-            Ok(None) => {} // not sent through the API, or older than outbound_message_ttl
-            Err(e) => self.backend_failed(channel_id, "look up an outbound message", &e),
         }
         if let Some(apps) = self.apps.as_deref() {
             if let Some(amqp_queue) = channel.text("amqp_queue").await {

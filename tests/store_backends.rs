@@ -135,6 +135,15 @@ fn tally(ttl: Duration) -> Tally<'static> {
     }
 }
 
+/// A `submitted` count in bucket 2 (apart from [`tally`]'s), kept long.
+fn event_tally() -> Tally<'static> {
+    Tally {
+        label: "submitted",
+        bucket: 2,
+        ttl: LONG_TTL,
+    }
+}
+
 fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
     pairs
         .iter()
@@ -248,8 +257,9 @@ store_tests! {
             ),
         ];
         for event in &events {
-            store.add_event(&id, event, LONG_TTL).await.unwrap();
-            store.add_event(&id, &Event::nack(&other_msg, "no"), LONG_TTL).await.unwrap();
+            store.record_event(&id, event, LONG_TTL, event_tally()).await.unwrap();
+            let nack = Event::nack(&other_msg, "no");
+            store.record_event(&id, &nack, LONG_TTL, event_tally()).await.unwrap();
         }
         assert_eq!(store.events(&id, &msg).await.unwrap(), events);
         assert_eq!(store.events(&id, &other_msg).await.unwrap().len(), 3);
@@ -260,7 +270,7 @@ store_tests! {
     /// A message's events are gone once their TTL has passed.
     fn events_are_gone_after_their_ttl(store) {
         let (id, msg) = (channel_id(), new_message_id());
-        store.add_event(&id, &Event::ack(&msg, None), SHORT_TTL).await.unwrap();
+        store.record_event(&id, &Event::ack(&msg, None), SHORT_TTL, event_tally()).await.unwrap();
         assert_eq!(store.events(&id, &msg).await.unwrap().len(), 1);
         actix_rt::time::sleep(PAST_SHORT_TTL).await; // wall-clock expiry, see the module doc
         assert_eq!(store.events(&id, &msg).await.unwrap(), vec![]);
@@ -428,6 +438,25 @@ store_tests! {
             assert_eq!(loaded, Some(record));
         }
         assert_eq!(store.counts(&id, 1).await.unwrap(), counts(&[("outbound", 2)]));
+    }
+
+    /// Recording an event counts it and hands back its message's record (where the event
+    /// goes), for a message of its channel only.
+    fn recorded_events_are_counted_and_find_their_message(store) {
+        let (id, other) = (channel_id(), channel_id());
+        let record = outbound(&id);
+        let message_id = record.message.message_id.clone();
+        store.accept_outbound(&id, &record, LONG_TTL, tally(LONG_TTL)).await.unwrap();
+        let ack = Event::ack(&message_id, None);
+        let found = store.record_event(&id, &ack, LONG_TTL, event_tally()).await.unwrap();
+        assert_eq!(found, Some(record));
+        let elsewhere = store.record_event(&other, &ack, LONG_TTL, event_tally()).await.unwrap();
+        assert_eq!(elsewhere, None);
+        let unknown = Event::ack(&new_message_id(), None);
+        assert_eq!(store.record_event(&id, &unknown, LONG_TTL, event_tally()).await.unwrap(), None);
+        assert_eq!(store.counts(&id, 2).await.unwrap(), counts(&[("submitted", 2)]));
+        assert_eq!(store.counts(&other, 2).await.unwrap(), counts(&[("submitted", 1)]));
+        assert_eq!(store.events(&id, &message_id).await.unwrap(), vec![ack]);
     }
 
     /// Counts are gone once their TTL has passed.

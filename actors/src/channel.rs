@@ -40,9 +40,10 @@ pub struct ChannelSpec {
     pub config: Value,
     /// The channel's rate limit (`None`: unlimited).
     pub rate_limit: Option<RateLimit>,
-    /// How many messages may be in flight (taken from the queue, not yet settled) at once:
-    /// the channel's `max_in_flight`, or `None` for the transport's own window (at least
-    /// [`DEFAULT_WINDOW`]).
+    /// How many messages may be out with the provider (sent, not yet answered) at once: the
+    /// channel's `max_in_flight`, or `None` for the transport's own window (at least
+    /// [`DEFAULT_WINDOW`]). As many again may be held ready or having their outcome recorded,
+    /// so recording never keeps the window from being full.
     pub window: Option<usize>,
 }
 
@@ -86,7 +87,8 @@ pub struct SetRateLimit(pub Option<RateLimit>);
 pub struct ChannelLoad {
     /// In the mailbox, waiting for a send slot, the rate limiter or a throttled provider.
     pub held: usize,
-    /// Handed to the transport, outcome not yet recorded.
+    /// Handed to the transport, outcome not yet recorded (awaiting the provider's answer, or
+    /// being recorded).
     pub sending: usize,
     /// Time since the channel last settled a message (or started): how long it has made no
     /// progress, for stuck-queue detection.
@@ -113,8 +115,10 @@ pub struct ChannelActor {
     transport: Option<Rc<dyn Transport>>,
     mailbox: PriorityMailbox<Delivery>,
     limiter: RateLimiter,
-    /// Sends handed to the transport and not yet settled, by send number.
+    /// Sends handed to the transport and not yet answered, by send number.
     in_flight: HashMap<u64, AbortHandle>,
+    /// Answered sends whose outcome is being recorded (they are acked after that).
+    settling: usize,
     next_send: u64,
     /// Set while a timer waits for the limiter (or a throttle, or an expiry), with when it
     /// fires, so only one timer waits: the earliest.
@@ -126,7 +130,8 @@ pub struct ChannelActor {
     /// The current throttle pause; doubles while the provider keeps asking.
     throttle_pause: Duration,
     feed: Option<AbortHandle>,
-    /// How many messages may be in flight at once (decided once the transport is built).
+    /// How many sends may await the provider's answer at once (decided once the transport
+    /// is built).
     window: usize,
     /// When the channel last settled a message, or started.
     last_progress: Instant,
@@ -159,6 +164,7 @@ impl ChannelActor {
             mailbox: PriorityMailbox::default(),
             limiter,
             in_flight: HashMap::new(),
+            settling: 0,
             next_send: 0,
             limiter_timer: None,
             rate_limited: None,
@@ -182,9 +188,10 @@ impl ChannelActor {
         let addr = ctx.address();
         let host = self.host.clone();
         let id = self.spec.id.clone();
-        let window = self.window;
+        // A window's worth being sent, and as much again held ready or being recorded.
+        let prefetch = self.window * 2;
         let feed = tokio::task::spawn_local(async move {
-            let mut consumer = match host.consume(&id, window).await {
+            let mut consumer = match host.consume(&id, prefetch).await {
                 Ok(consumer) => consumer,
                 Err(e) => {
                     addr.do_send(TransportFailed(format!("cannot open the queue: {e}")));
@@ -275,9 +282,7 @@ impl ChannelActor {
                 .going(Direction::Outbound),
         );
         let event = Event::nack(message_id, "expired");
-        let send_no = self.next_send;
-        self.next_send += 1;
-        self.settle(send_no, delivery, event, Vec::new(), ctx);
+        self.settle(delivery, event, Vec::new(), ctx);
     }
 
     /// Hands one message to the transport, in its own task so a panic is caught.
@@ -305,6 +310,9 @@ impl ChannelActor {
         result: Result<Result<Sent, SendError>, JoinError>,
         ctx: &mut Context<Self>,
     ) {
+        // The provider answered (or the send ended): its window slot is free whatever came of
+        // it, and recording the outcome does not hold the slot.
+        self.in_flight.remove(&send_no);
         let message_id = delivery.message.message_id.clone();
         match result {
             Ok(Ok(sent)) => {
@@ -316,10 +324,10 @@ impl ChannelActor {
                         .with_trace(serde_json::json!({"provider_ids": sent.provider_ids})),
                 );
                 let event = Event::ack(&message_id, sent.provider_ids.first().cloned());
-                self.settle(send_no, delivery, event, sent.provider_ids, ctx);
+                self.settle(delivery, event, sent.provider_ids, ctx);
+                self.pump(ctx); // the slot is free now, not once the outcome is recorded
             }
             Ok(Err(SendError::Throttled { after })) => {
-                self.in_flight.remove(&send_no);
                 self.host.note(&self.spec.id, SendDelay::Throttled);
                 self.throttle_pause = next_throttle_pause(self.throttle_pause, after);
                 let pause = self.throttle_pause;
@@ -338,10 +346,10 @@ impl ChannelActor {
                         .going(Direction::Outbound),
                 );
                 let event = Event::nack(&message_id, reason);
-                self.settle(send_no, delivery, event, Vec::new(), ctx);
+                self.settle(delivery, event, Vec::new(), ctx);
+                self.pump(ctx);
             }
             Ok(Err(SendError::Retry { reason, after })) => {
-                self.in_flight.remove(&send_no);
                 self.host.note(&self.spec.id, SendDelay::Retry);
                 self.log(
                     LogRecord::warning(format!(
@@ -357,30 +365,26 @@ impl ChannelActor {
             }
             Err(e) if e.is_panic() => {
                 // The delivery is dropped unacked: the message is sent again after restart.
-                self.in_flight.remove(&send_no);
                 let reason = format!(
                     "transport panicked sending message {message_id}: {}",
                     panic_text(e)
                 );
                 self.fail(reason, ctx);
             }
-            Err(_) => {
-                self.in_flight.remove(&send_no);
-            }
+            Err(_) => {}
         }
     }
 
-    /// Records the outcome, then acks the queue, then frees the window slot.
-    /// Records a sent or rejected message's event (then the provider's ids for it, so that
-    /// delivery reports are forwarded after `submitted`), and acks it in the queue.
+    /// Records a sent or rejected message's event (then the provider's ids for it, so that delivery reports are forwarded
+    /// after `submitted`), then acks it in the queue.
     fn settle(
         &mut self,
-        send_no: u64,
         delivery: Delivery,
         event: Event,
         provider_ids: Vec<String>,
         ctx: &mut Context<Self>,
     ) {
+        self.settling += 1;
         let host = self.host.clone();
         let id = self.spec.id.clone();
         let recorded = async move {
@@ -392,7 +396,7 @@ impl ChannelActor {
             delivery.receipt.ack().await
         };
         ctx.spawn(recorded.into_actor(self).map(move |acked, act, ctx| {
-            act.in_flight.remove(&send_no);
+            act.settling -= 1;
             act.last_progress = Instant::now();
             if let Err(e) = acked {
                 act.log(LogRecord::error(format!("Cannot ack a sent message: {e}")));
@@ -545,7 +549,7 @@ impl Handler<GetLoad> for ChannelActor {
     fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Self::Result {
         MessageResult(ChannelLoad {
             held: self.mailbox.total(),
-            sending: self.in_flight.len(),
+            sending: self.in_flight.len() + self.settling,
             idle_for: self.last_progress.elapsed(),
         })
     }

@@ -90,6 +90,8 @@ pub struct Callbacks {
 struct Inner {
     client: reqwest::Client,
     outbox: Arc<dyn Outbox>,
+    /// Ids of delivered callbacks, for [`clear_delivered`] to forget.
+    delivered: mpsc::UnboundedSender<String>,
     policy: RetryPolicy,
     metrics: Arc<Metrics>,
     /// One lane per channel and destination (`host:port`), so a dead endpoint holds back
@@ -148,17 +150,21 @@ impl Callbacks {
             .user_agent(concat!("junebug/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let (delivered, to_clear) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Handle::current();
+        runtime.spawn(clear_delivered(outbox.clone(), to_clear, logger.clone()));
         Callbacks {
             inner: Arc::new(Inner {
                 client,
                 outbox,
+                delivered,
                 policy: settings.policy,
                 metrics,
                 lanes: Mutex::new(HashMap::new()),
                 bounds: Mutex::new(HashMap::new()),
                 max_per_destination: settings.max_per_destination.max(1),
                 max_per_channel: settings.max_per_channel.max(1),
-                runtime: tokio::runtime::Handle::current(),
+                runtime,
                 logs,
                 logger,
             }),
@@ -233,6 +239,27 @@ impl Callbacks {
     pub fn close_lanes(&self, channel_id: &str) {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|e| e.into_inner());
         lanes.retain(|(channel, _), _| channel != channel_id);
+    }
+}
+
+/// How many delivered callbacks one outbox round trip forgets at most.
+const CLEAR_BATCH: usize = 512;
+
+/// Forgets delivered callbacks in batches: a lane goes on to its next callback without
+/// waiting for the outbox, and one round trip clears every callback delivered meanwhile.
+/// A crash before a batch is cleared delivers its callbacks again after the restart, as a
+/// crash between a delivery and its clearing always did (at-least-once).
+async fn clear_delivered(
+    outbox: Arc<dyn Outbox>,
+    mut delivered: mpsc::UnboundedReceiver<String>,
+    logger: slog::Logger,
+) {
+    let mut batch = Vec::with_capacity(CLEAR_BATCH);
+    while delivered.recv_many(&mut batch, CLEAR_BATCH).await > 0 {
+        if let Err(e) = outbox.remove(&batch).await {
+            slog::warn!(logger, "Cannot clear delivered callbacks"; "count" => batch.len(), "error" => %e);
+        }
+        batch.clear();
     }
 }
 
@@ -336,10 +363,8 @@ async fn deliver(inner: &Inner, gate: &Gate, mut item: OutboxItem) {
         let failure = match outcome {
             Ok(_) => {
                 inner.logs.push(&channel_id, entry(LogRecord::info(line)));
-                if let Err(e) = inner.outbox.remove(&item.id).await {
-                    // It will be delivered again after a restart: at-least-once.
-                    slog::warn!(inner.logger, "Cannot clear a delivered callback"; "error" => %e);
-                }
+                // The task ends only with the last sender, which `inner` holds.
+                let _ = inner.delivered.send(item.id);
                 return;
             }
             Err(failure) => failure,

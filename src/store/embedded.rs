@@ -70,6 +70,23 @@ fn count_in(
     .map(drop)
 }
 
+/// The outbound record of a message, unless it expired before `now`.
+fn select_outbound(
+    conn: &rusqlite::Connection,
+    channel_id: &str,
+    message_id: &str,
+    now: f64,
+) -> rusqlite::Result<Option<OutboundRecord>> {
+    conn.prepare_cached(
+        "SELECT record FROM outbound_messages
+         WHERE channel_id = ?1 AND message_id = ?2 AND expires_at > ?3",
+    )?
+    .query_row(params![channel_id, message_id, now], |row| {
+        from_json(&row.get::<_, String>(0)?)
+    })
+    .optional()
+}
+
 /// Reads (then deletes) every kept part of one long inbound message: their texts in sequence
 /// order.
 fn take_parts(
@@ -153,10 +170,10 @@ impl Store for EmbeddedStore {
         let (id, props) = (id.to_owned(), to_json(props)?);
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT OR REPLACE INTO channels (id, properties) VALUES (?1, ?2)",
-                    params![id, props],
-                )
+                )?
+                .execute(params![id, props])
                 .map(drop)
             })
             .await
@@ -166,12 +183,9 @@ impl Store for EmbeddedStore {
         let id = id.to_owned();
         self.db
             .call(move |conn| {
-                conn.query_row(
-                    "SELECT properties FROM channels WHERE id = ?1",
-                    [id],
-                    |row| from_json(&row.get::<_, String>(0)?),
-                )
-                .optional()
+                conn.prepare_cached("SELECT properties FROM channels WHERE id = ?1")?
+                    .query_row([id], |row| from_json(&row.get::<_, String>(0)?))
+                    .optional()
             })
             .await
     }
@@ -192,10 +206,16 @@ impl Store for EmbeddedStore {
         let id = id.to_owned();
         self.db
             .call(move |conn| {
-                conn.execute("DELETE FROM statuses WHERE channel_id = ?1", [&id])?;
-                conn.execute("DELETE FROM cursors WHERE channel_id = ?1", [&id])?;
-                conn.execute("DELETE FROM sessions WHERE channel_id = ?1", [&id])?;
-                Ok(conn.execute("DELETE FROM channels WHERE id = ?1", [&id])? > 0)
+                conn.prepare_cached("DELETE FROM statuses WHERE channel_id = ?1")?
+                    .execute([&id])?;
+                conn.prepare_cached("DELETE FROM cursors WHERE channel_id = ?1")?
+                    .execute([&id])?;
+                conn.prepare_cached("DELETE FROM sessions WHERE channel_id = ?1")?
+                    .execute([&id])?;
+                Ok(conn
+                    .prepare_cached("DELETE FROM channels WHERE id = ?1")?
+                    .execute([&id])?
+                    > 0)
             })
             .await
     }
@@ -214,10 +234,10 @@ impl Store for EmbeddedStore {
         let expires = now() + ttl.as_secs_f64();
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT OR REPLACE INTO inbound_messages VALUES (?1, ?2, ?3, ?4)",
-                    params![row.0, row.1, row.2, expires],
-                )
+                )?
+                .execute(params![row.0, row.1, row.2, expires])
                 .map(drop)
             })
             .await
@@ -231,12 +251,13 @@ impl Store for EmbeddedStore {
         let key = (channel_id.to_owned(), message_id.to_owned());
         self.db
             .call(move |conn| {
-                conn.query_row(
+                conn.prepare_cached(
                     "SELECT message FROM inbound_messages
                      WHERE channel_id = ?1 AND message_id = ?2 AND expires_at > ?3",
-                    params![key.0, key.1, now()],
-                    |row| from_json(&row.get::<_, String>(0)?),
-                )
+                )?
+                .query_row(params![key.0, key.1, now()], |row| {
+                    from_json(&row.get::<_, String>(0)?)
+                })
                 .optional()
             })
             .await
@@ -274,38 +295,34 @@ impl Store for EmbeddedStore {
     ) -> Result<Option<OutboundRecord>, BackendError> {
         let key = (channel_id.to_owned(), message_id.to_owned());
         self.db
-            .call(move |conn| {
-                conn.query_row(
-                    "SELECT record FROM outbound_messages
-                     WHERE channel_id = ?1 AND message_id = ?2 AND expires_at > ?3",
-                    params![key.0, key.1, now()],
-                    |row| from_json(&row.get::<_, String>(0)?),
-                )
-                .optional()
-            })
+            .call(move |conn| select_outbound(conn, &key.0, &key.1, now()))
             .await
     }
 
-    async fn add_event(
+    async fn record_event(
         &self,
         channel_id: &str,
         event: &Event,
         ttl: Duration,
-    ) -> Result<(), BackendError> {
+        tally: Tally<'_>,
+    ) -> Result<Option<OutboundRecord>, BackendError> {
         let row = (
             channel_id.to_owned(),
             event.user_message_id.clone(),
             to_json(event)?,
         );
-        let expires = now() + ttl.as_secs_f64();
+        let (label, bucket) = (tally.label.to_owned(), tally.bucket);
+        let now = now();
+        let (expires, count_expires) = (now + ttl.as_secs_f64(), now + tally.ttl.as_secs_f64());
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT INTO events (channel_id, message_id, event, expires_at)
                      VALUES (?1, ?2, ?3, ?4)",
-                    params![row.0, row.1, row.2, expires],
-                )
-                .map(drop)
+                )?
+                .execute(params![row.0, row.1, row.2, expires])?;
+                count_in(conn, &row.0, &label, bucket, count_expires)?;
+                select_outbound(conn, &row.0, &row.1, now)
             })
             .await
     }
@@ -354,12 +371,13 @@ impl Store for EmbeddedStore {
         let key = (channel_id.to_owned(), provider_id.to_owned());
         self.db
             .call(move |conn| {
-                conn.query_row(
+                conn.prepare_cached(
                     "SELECT part_ref FROM provider_ids
                      WHERE channel_id = ?1 AND provider_id = ?2 AND expires_at > ?3",
-                    params![key.0, key.1, now()],
-                    |row| from_json(&row.get::<_, String>(0)?),
-                )
+                )?
+                .query_row(params![key.0, key.1, now()], |row| {
+                    from_json(&row.get::<_, String>(0)?)
+                })
                 .optional()
             })
             .await
@@ -381,10 +399,8 @@ impl Store for EmbeddedStore {
         let expires = now() + ttl.as_secs_f64();
         self.db
             .call(move |conn| {
-                conn.execute(
-                    "INSERT OR REPLACE INTO part_reports
-                     (channel_id, message_id, part, report, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![row.0, row.1, row.2, row.3, expires],
+                conn.prepare_cached("INSERT OR REPLACE INTO part_reports
+                     (channel_id, message_id, part, report, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![row.0, row.1, row.2, row.3, expires],
                 )?;
                 let mut stmt = conn.prepare_cached(
                     "SELECT part, report FROM part_reports
@@ -411,10 +427,8 @@ impl Store for EmbeddedStore {
         let expires = now() + ttl.as_secs_f64();
         self.db
             .call(move |conn| {
-                let inserted = conn.execute(
-                    "INSERT OR IGNORE INTO part_reports
-                     (channel_id, message_id, part, report, expires_at) VALUES (?1, ?2, -1, 'final', ?3)",
-                    params![key.0, key.1, expires],
+                let inserted = conn.prepare_cached("INSERT OR IGNORE INTO part_reports
+                     (channel_id, message_id, part, report, expires_at) VALUES (?1, ?2, -1, 'final', ?3)")?.execute(params![key.0, key.1, expires],
                 )?;
                 Ok(inserted == 1)
             })
@@ -525,11 +539,9 @@ impl Store for EmbeddedStore {
         );
         self.db
             .call(move |conn| {
-                conn.execute(
-                    "INSERT OR REPLACE INTO statuses VALUES (?1, ?2, ?3)",
-                    params![row.0, row.1, row.2],
-                )
-                .map(drop)
+                conn.prepare_cached("INSERT OR REPLACE INTO statuses VALUES (?1, ?2, ?3)")?
+                    .execute(params![row.0, row.1, row.2])
+                    .map(drop)
             })
             .await
     }
@@ -551,11 +563,10 @@ impl Store for EmbeddedStore {
         let key = (channel_id.to_owned(), name.to_owned());
         self.db
             .call(move |conn| {
-                conn.query_row(
+                conn.prepare_cached(
                     "SELECT value FROM cursors WHERE channel_id = ?1 AND name = ?2",
-                    params![key.0, key.1],
-                    |row| row.get(0),
-                )
+                )?
+                .query_row(params![key.0, key.1], |row| row.get(0))
                 .optional()
             })
             .await
@@ -570,11 +581,9 @@ impl Store for EmbeddedStore {
         let row = (channel_id.to_owned(), name.to_owned(), value.to_owned());
         self.db
             .call(move |conn| {
-                conn.execute(
-                    "INSERT OR REPLACE INTO cursors VALUES (?1, ?2, ?3)",
-                    params![row.0, row.1, row.2],
-                )
-                .map(drop)
+                conn.prepare_cached("INSERT OR REPLACE INTO cursors VALUES (?1, ?2, ?3)")?
+                    .execute(params![row.0, row.1, row.2])
+                    .map(drop)
             })
             .await
     }
@@ -592,10 +601,10 @@ impl Store for EmbeddedStore {
         let expires_at = now + idle_timeout.as_secs_f64();
         self.db
             .call(move |conn| {
-                conn.execute(
+                conn.prepare_cached(
                     "DELETE FROM sessions WHERE channel_id = ?1 AND expires_at <= ?2",
-                    params![key.0, now],
-                )?;
+                )?
+                .execute(params![key.0, now])?;
                 let live = conn
                     .query_row(
                         "SELECT 1 FROM sessions WHERE channel_id = ?1 AND session_id = ?2",
@@ -604,10 +613,8 @@ impl Store for EmbeddedStore {
                     )
                     .optional()?
                     .is_some();
-                conn.execute(
-                    "INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3)",
-                    params![key.0, key.1, expires_at],
-                )?;
+                conn.prepare_cached("INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3)")?
+                    .execute(params![key.0, key.1, expires_at])?;
                 Ok(live)
             })
             .await
@@ -618,11 +625,12 @@ impl Store for EmbeddedStore {
         let now = now();
         self.db
             .call(move |conn| {
-                let removed = conn.execute(
-                    "DELETE FROM sessions WHERE channel_id = ?1 AND session_id = ?2 \
+                let removed = conn
+                    .prepare_cached(
+                        "DELETE FROM sessions WHERE channel_id = ?1 AND session_id = ?2 \
                      AND expires_at > ?3",
-                    params![key.0, key.1, now],
-                )?;
+                    )?
+                    .execute(params![key.0, key.1, now])?;
                 Ok(removed > 0)
             })
             .await

@@ -128,13 +128,16 @@ pub trait Store: Send + Sync + 'static {
         message_id: &str,
     ) -> Result<Option<OutboundRecord>, BackendError>;
 
-    /// Adds an event to its message's history, kept for `ttl`.
-    async fn add_event(
+    /// Adds an event to its message's history (kept for `ttl`), counts it for the rates
+    /// (`tally`) and returns its message's outbound record if still kept (where the event
+    /// goes), in one round trip: every outcome of every message takes this path.
+    async fn record_event(
         &self,
         channel_id: &str,
         event: &Event,
         ttl: Duration,
-    ) -> Result<(), BackendError>;
+        tally: Tally<'_>,
+    ) -> Result<Option<OutboundRecord>, BackendError>;
     /// A message's events, in the order they happened.
     async fn events(&self, channel_id: &str, message_id: &str) -> Result<Vec<Event>, BackendError>;
 

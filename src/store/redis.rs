@@ -389,14 +389,19 @@ impl Store for RedisStore {
         .await
     }
 
-    /// RPUSH and PEXPIRE in one atomic pipeline: the list never exists without an expiry.
-    async fn add_event(
+    /// RPUSH and PEXPIRE, INCR and PEXPIRE of the rate, GET of the record, in one atomic
+    /// pipeline: the list and the counter never exist without an expiry.
+    async fn record_event(
         &self,
         channel_id: &str,
         event: &Event,
         ttl: Duration,
-    ) -> Result<(), BackendError> {
-        let key = self.keys.events(channel_id, &event.user_message_id);
+        tally: Tally<'_>,
+    ) -> Result<Option<OutboundRecord>, BackendError> {
+        let message_id = &event.user_message_id;
+        let key = self.keys.events(channel_id, message_id);
+        let counter = self.keys.rate(channel_id, tally.label, tally.bucket);
+        let record_key = self.keys.outbound(channel_id, message_id);
         let pipe = redis::pipe()
             .atomic()
             .cmd("RPUSH")
@@ -407,15 +412,26 @@ impl Store for RedisStore {
             .arg(&key)
             .arg(ttl_ms(ttl))
             .ignore()
+            .cmd("INCR")
+            .arg(&counter)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&counter)
+            .arg(ttl_ms(tally.ttl))
+            .ignore()
+            .cmd("GET")
+            .arg(&record_key)
             .to_owned();
-        self.link
+        let (record,): (Option<String>,) = self
+            .link
             .query_pipe(&pipe, || {
                 format!(
-                    "cannot save event {} of message {} of channel {channel_id}",
-                    event.event_id, event.user_message_id
+                    "cannot save event {} of message {message_id} of channel {channel_id}",
+                    event.event_id
                 )
             })
-            .await
+            .await?;
+        record.map(|text| from_json(&record_key, &text)).transpose()
     }
 
     /// One SET PX per part, in one pipeline.

@@ -164,13 +164,15 @@ impl Outbox for EmbeddedOutbox {
             .await
     }
 
-    async fn remove(&self, id: &str) -> Result<(), BackendError> {
-        let id = id.to_owned();
+    async fn remove(&self, ids: &[String]) -> Result<(), BackendError> {
+        let ids = ids.to_vec();
         self.db
             .call(move |conn| {
-                conn.prepare_cached("DELETE FROM outbox_pending WHERE id = ?1")?
-                    .execute([id])
-                    .map(drop)
+                let mut delete = conn.prepare_cached("DELETE FROM outbox_pending WHERE id = ?1")?;
+                for id in &ids {
+                    delete.execute([id])?;
+                }
+                Ok(())
             })
             .await
     }

@@ -43,8 +43,8 @@ pub trait Outbox: Send + Sync + 'static {
     async fn add(&self, item: &OutboxItem) -> Result<(), BackendError>;
     /// Saves a pending callback's new attempt count, due time and last error.
     async fn update(&self, item: &OutboxItem) -> Result<(), BackendError>;
-    /// Forgets a delivered callback.
-    async fn remove(&self, id: &str) -> Result<(), BackendError>;
+    /// Forgets delivered callbacks, in one round trip (unknown ids are skipped).
+    async fn remove(&self, ids: &[String]) -> Result<(), BackendError>;
     /// This node's pending callbacks, in the order they were added.
     async fn pending(&self) -> Result<Vec<OutboxItem>, BackendError>;
     /// Moves a pending callback to its channel's dead letters.

@@ -259,19 +259,24 @@ impl Outbox for RedisOutbox {
     }
 
     /// ZREM and DEL, one atomic pipeline.
-    async fn remove(&self, id: &str) -> Result<(), BackendError> {
+    /// One ZREM of every id and one DEL of their items, in one atomic pipeline.
+    async fn remove(&self, ids: &[String]) -> Result<(), BackendError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<String> = ids.iter().map(|id| self.keys.item(id)).collect();
         let pipe = redis::pipe()
             .atomic()
             .cmd("ZREM")
             .arg(self.keys.pending())
-            .arg(id)
+            .arg(ids)
             .ignore()
             .cmd("DEL")
-            .arg(self.keys.item(id))
+            .arg(&items)
             .ignore()
             .to_owned();
         self.link
-            .query_pipe(&pipe, || format!("cannot remove callback {id}"))
+            .query_pipe(&pipe, || format!("cannot remove {} callback(s)", ids.len()))
             .await
     }
 

@@ -14,6 +14,9 @@
 //! every [`CHECKPOINT_PAGES`] pages rather than SQLite's 1,000: the hot pages (queue,
 //! outbox, indexes) are rewritten by every commit, and a checkpoint copies each page once
 //! however many commits rewrote it, so rarer checkpoints copy (and fsync) far less.
+//! `temp_store = MEMORY` keeps the statement journals of the jobs' savepoints (the page
+//! images `ROLLBACK TO` would restore) in memory: in a temp file they cost a write system
+//! call per page a job touches, more than the WAL itself.
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -24,6 +27,9 @@ use crate::backend::BackendError;
 
 /// WAL pages between checkpoints (about 16 MiB of WAL at 4 KiB pages).
 const CHECKPOINT_PAGES: u32 = 4000;
+
+/// Prepared statements kept for reuse.
+const STATEMENT_CACHE: usize = 128;
 
 /// How many waiting jobs one transaction takes at most.
 const MAX_BATCH: usize = 512;
@@ -60,10 +66,13 @@ impl Database {
         conn.execute_batch(&format!(
             "PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-             PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};"
+             PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}; PRAGMA temp_store = MEMORY;"
         ))
         .map_err(|e| fail(&e))?;
         conn.execute_batch(schema).map_err(|e| fail(&e))?;
+        // Room for every statement of the per-message path (rusqlite keeps 16 by default,
+        // fewer than the store, queue and outbox use: they would push each other out).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (jobs, inbox) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("junebug-sqlite".into())

@@ -26,11 +26,14 @@ const MAX_BATCH: usize = 1024;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The index file is this thread's alone: exclusive locking (set before WAL, so the WAL
-/// index lives in the heap) spares every transaction its file-lock system calls.
+/// index lives in the heap) spares every transaction its file-lock system calls. Rows are
+/// appended all the time, so checkpoints (each with an fsync) come every 4,000 WAL pages,
+/// not SQLite's 1,000.
 const SCHEMA: &str = "
 PRAGMA locking_mode = EXCLUSIVE;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+PRAGMA wal_autocheckpoint = 4000;
 CREATE TABLE IF NOT EXISTS channels (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE

@@ -212,18 +212,21 @@ impl ChannelLogs {
         });
     }
 
-    /// A channel's newest `n` entries at INFO and above, newest first.
+    /// A channel's newest `n` entries at INFO and above, newest first (every entry pushed
+    /// before the call among them).
     pub async fn recent(&self, channel_id: &str, n: usize) -> Vec<Value> {
         let Some(dir) = files::channel_dir(&self.root, channel_id) else {
             return Vec::new();
         };
+        self.writer.sync().await;
         tokio::task::spawn_blocking(move || files::newest(&dir, n, brief))
             .await
             .unwrap_or_default()
     }
 
     /// Every entry about message `message_id` in a channel's log (at every level, whole),
-    /// oldest first, within `outbound_message_ttl`.
+    /// oldest first, within `outbound_message_ttl` (every entry pushed before the call
+    /// among them).
     pub async fn for_message(&self, channel_id: &str, message_id: &str) -> Vec<Value> {
         let Some(dir) = files::channel_dir(&self.root, channel_id) else {
             return Vec::new();
@@ -231,6 +234,7 @@ impl ChannelLogs {
         let jobs = self.index.sender();
         let since = unix_now() - self.message_ttl.as_secs_f64();
         let (channel_id, message_id) = (channel_id.to_owned(), message_id.to_owned());
+        self.writer.sync().await;
         tokio::task::spawn_blocking(move || {
             let locations = index::find(&jobs, &channel_id, &message_id, since);
             let mut entries: Vec<Value> = files::read_at(&dir, &locations)
@@ -306,6 +310,21 @@ mod tests {
             .unwrap_or_default();
         files.sort();
         files
+    }
+
+    /// A read sees every entry pushed before it, although the writer lets entries gather
+    /// before writing them: the read waits for the writer to catch up with it.
+    #[actix_rt::test]
+    async fn reads_see_the_entries_pushed_before_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let logs = open(&settings(tmp.path(), 1_000_000, 5));
+        for n in 0..3 {
+            logs.push(CHANNEL, LogRecord::info(format!("line {n}")).about("m1"));
+            let recent = logs.recent(CHANNEL, 10).await;
+            assert_eq!(recent.len(), n + 1, "{recent:?}");
+            assert_eq!(recent[0]["message"], format!("line {n}"));
+            assert_eq!(logs.for_message(CHANNEL, "m1").await.len(), n + 1);
+        }
     }
 
     /// Entries are written whole, redacted, at every level; the endpoint's view shows INFO

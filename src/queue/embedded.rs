@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use junebug_actors::message::{Lane, Message, Priority};
 use junebug_actors::ports::{Delivery, OutboundConsumer, PortError, Receipt};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{LaneLengths, Queue};
@@ -75,6 +75,20 @@ fn levels(lane: Option<Lane>) -> (u8, u8) {
 /// The lane of a stored priority.
 fn lane_of(level: u8) -> Lane {
     Priority::new(level).unwrap_or_default().lane()
+}
+
+/// The query of the rows a consumer claims from `lane`, best first (then each is marked
+/// with an UPDATE, not one UPDATE … RETURNING: a statement with RETURNING makes SQLite
+/// prepare the cached ones again). Each lane's priorities are written into its own query:
+/// as bound parameters, SQLite (built with STAT4) prepared the one statement again whenever
+/// they changed, that is at every claim that looked at both lanes.
+fn claim_query(lane: Lane) -> String {
+    let (lowest, highest) = levels(Some(lane));
+    format!(
+        "SELECT seq, priority, message FROM outbound_queue
+         WHERE channel_id = ?1 AND claim IS NULL AND priority BETWEEN {lowest} AND {highest}
+         ORDER BY priority DESC, seq LIMIT ?2"
+    )
 }
 
 /// Index of `lane` in [`LANES`].
@@ -303,17 +317,9 @@ impl EmbeddedConsumer {
                     if limit == 0 {
                         continue;
                     }
-                    let (lowest, highest) = levels(Some(lane));
                     let rows = conn
-                        .prepare_cached(
-                            "UPDATE outbound_queue SET claim = ?1 WHERE seq IN (
-                                 SELECT seq FROM outbound_queue
-                                 WHERE channel_id = ?2 AND claim IS NULL
-                                     AND priority BETWEEN ?3 AND ?4
-                                 ORDER BY priority DESC, seq LIMIT ?5)
-                             RETURNING seq, priority, message",
-                        )?
-                        .query_map(params![claim, id, lowest, highest, limit as i64], |row| {
+                        .prepare_cached(&claim_query(lane))?
+                        .query_map(params![id, limit as i64], |row| {
                             Ok(ClaimedRow {
                                 seq: row.get(0)?,
                                 priority: row.get(1)?,
@@ -321,16 +327,19 @@ impl EmbeddedConsumer {
                             })
                         })?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let mut mark =
+                        conn.prepare_cached("UPDATE outbound_queue SET claim = ?1 WHERE seq = ?2")?;
+                    for row in &rows {
+                        mark.execute(params![claim, row.seq])?;
+                    }
                     adjust_waiting(conn, &id, lane, -(rows.len() as i64))?;
                     claimed[index(lane)] = rows;
                 }
                 Ok(claimed)
             })
             .await?;
-        for (lane, mut rows) in self.lanes.iter_mut().zip(claimed) {
-            // RETURNING does not promise an order.
-            rows.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.seq));
-            lane.claimed.extend(rows);
+        for (lane, rows) in self.lanes.iter_mut().zip(claimed) {
+            lane.claimed.extend(rows); // in the SELECT's order: best first
         }
         Ok(())
     }
@@ -451,21 +460,25 @@ impl Receipt for EmbeddedReceipt {
         let seq = self.seq;
         self.db
             .call(move |conn| {
-                let deleted = conn
+                // A SELECT then a DELETE, not DELETE … RETURNING (see the claim).
+                let row = conn
                     .prepare_cached(
-                        "DELETE FROM outbound_queue WHERE seq = ?1
-                         RETURNING channel_id, priority, claim IS NULL",
+                        "SELECT channel_id, priority, claim IS NULL FROM outbound_queue
+                         WHERE seq = ?1",
                     )?
-                    .query_map([seq], |row| {
+                    .query_row([seq], |row| {
                         Ok((row.get::<_, String>(0)?, row.get::<_, u8>(1)?, row.get(2)?))
-                    })?
-                    .collect::<rusqlite::Result<Vec<(String, u8, bool)>>>()?;
+                    })
+                    .optional()?;
+                let Some((channel_id, level, waiting)) = row else {
+                    return Ok(()); // purged meanwhile
+                };
+                conn.prepare_cached("DELETE FROM outbound_queue WHERE seq = ?1")?
+                    .execute([seq])?;
                 // A claimed row was not waiting; one whose consumer went away (releasing its
                 // claim) before this ack was.
-                for (channel_id, level, waiting) in deleted {
-                    if waiting {
-                        adjust_waiting(conn, &channel_id, lane_of(level), -1)?;
-                    }
+                if waiting {
+                    adjust_waiting(conn, &channel_id, lane_of(level), -1)?;
                 }
                 Ok(())
             })

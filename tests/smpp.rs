@@ -532,7 +532,7 @@ async fn the_window_bounds_outstanding_submits() {
 
 /// Issue 14: a channel without `max_in_flight` keeps its SMPP session's whole window of
 /// submit_sm outstanding (30 here), not the old fixed 10; the channel holds the rest ready
-/// (up to a window more), and the queue endpoint counts all it took as in flight.
+/// (up to three windows more), and the queue endpoint counts all it took as in flight.
 #[actix_rt::test]
 async fn a_channel_keeps_its_smpp_window_full() {
     // Held submit_sm are never answered: they time out (after the checks below, well before

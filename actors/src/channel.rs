@@ -42,8 +42,8 @@ pub struct ChannelSpec {
     pub rate_limit: Option<RateLimit>,
     /// How many messages may be out with the provider (sent, not yet answered) at once: the
     /// channel's `max_in_flight`, or `None` for the transport's own window (at least
-    /// [`DEFAULT_WINDOW`]). As many again may be held ready or having their outcome recorded,
-    /// so recording never keeps the window from being full.
+    /// [`DEFAULT_WINDOW`]). Three times as many more may be held ready or having their
+    /// outcome recorded, so recording never keeps the window from being full.
     pub window: Option<usize>,
 }
 
@@ -188,8 +188,10 @@ impl ChannelActor {
         let addr = ctx.address();
         let host = self.host.clone();
         let id = self.spec.id.clone();
-        // A window's worth being sent, and as much again held ready or being recorded.
-        let prefetch = self.window * 2;
+        // A window's worth being sent, and three more held ready or having their outcome
+        // recorded: recording takes several backend round trips, longer than a send on a
+        // fast link, and the window must not wait for the queue meanwhile.
+        let prefetch = self.window * 4;
         let feed = tokio::task::spawn_local(async move {
             let mut consumer = match host.consume(&id, prefetch).await {
                 Ok(consumer) => consumer,

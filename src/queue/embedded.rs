@@ -79,9 +79,10 @@ fn lane_of(level: u8) -> Lane {
 
 /// The query of the rows a consumer claims from `lane`, best first (then each is marked
 /// with an UPDATE, not one UPDATE … RETURNING: a statement with RETURNING makes SQLite
-/// prepare the cached ones again). Each lane's priorities are written into its own query:
-/// as bound parameters, SQLite (built with STAT4) prepared the one statement again whenever
-/// they changed, that is at every claim that looked at both lanes.
+/// prepare the cached ones again). Each lane's priorities are written into its own query, so
+/// each lane has its own cached statement. SQLite (bundled, with STAT4) still prepares it
+/// again when its bound LIMIT changes (about 2 % of the daemon's CPU under load); stepping
+/// without a LIMIT measured slower.
 fn claim_query(lane: Lane) -> String {
     let (lowest, highest) = levels(Some(lane));
     format!(

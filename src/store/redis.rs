@@ -98,6 +98,19 @@ impl RedisStore {
         text.map(|text| from_json(&key, &text)).transpose()
     }
 
+    /// Adds INCR and PEXPIRE of `tally`'s counter to `pipe` (an atomic one: the counter never
+    /// exists without an expiry).
+    fn count_in(&self, pipe: &mut redis::Pipeline, channel_id: &str, tally: &Tally<'_>) {
+        let counter = self.keys.rate(channel_id, tally.label, tally.bucket);
+        pipe.cmd("INCR")
+            .arg(&counter)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&counter)
+            .arg(ttl_ms(tally.ttl))
+            .ignore();
+    }
+
     /// Stores `value` as JSON at `key` for `ttl`.
     async fn set_json_px<T: Serialize>(
         &self,
@@ -358,23 +371,15 @@ impl Store for RedisStore {
         let what = || format!("cannot save outbound message {message_id} of channel {channel_id}");
         let json = serde_json::to_string(record)
             .map_err(|e| BackendError::new("redis", format!("{}: {e}", what())))?;
-        let counter = self.keys.rate(channel_id, tally.label, tally.bucket);
-        let pipe = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("SET")
             .arg(self.keys.outbound(channel_id, message_id))
             .arg(json)
             .arg("PX")
             .arg(ttl_ms(ttl))
-            .ignore()
-            .cmd("INCR")
-            .arg(&counter)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&counter)
-            .arg(ttl_ms(tally.ttl))
-            .ignore()
-            .to_owned();
+            .ignore();
+        self.count_in(&mut pipe, channel_id, &tally);
         self.link.query_pipe(&pipe, what).await
     }
 
@@ -400,10 +405,9 @@ impl Store for RedisStore {
     ) -> Result<Option<OutboundRecord>, BackendError> {
         let message_id = &event.user_message_id;
         let key = self.keys.events(channel_id, message_id);
-        let counter = self.keys.rate(channel_id, tally.label, tally.bucket);
         let record_key = self.keys.outbound(channel_id, message_id);
-        let pipe = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("RPUSH")
             .arg(&key)
             .arg(to_json(event)?)
@@ -411,17 +415,9 @@ impl Store for RedisStore {
             .cmd("PEXPIRE")
             .arg(&key)
             .arg(ttl_ms(ttl))
-            .ignore()
-            .cmd("INCR")
-            .arg(&counter)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&counter)
-            .arg(ttl_ms(tally.ttl))
-            .ignore()
-            .cmd("GET")
-            .arg(&record_key)
-            .to_owned();
+            .ignore();
+        self.count_in(&mut pipe, channel_id, &tally);
+        pipe.cmd("GET").arg(&record_key);
         let (record,): (Option<String>,) = self
             .link
             .query_pipe(&pipe, || {
@@ -776,17 +772,10 @@ impl Store for RedisStore {
         bucket: i64,
         ttl: Duration,
     ) -> Result<(), BackendError> {
-        let key = self.keys.rate(channel_id, label, bucket);
-        let pipe = redis::pipe()
-            .atomic()
-            .cmd("INCR")
-            .arg(&key)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ttl_ms(ttl))
-            .ignore()
-            .to_owned();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let tally = Tally { label, bucket, ttl };
+        self.count_in(&mut pipe, channel_id, &tally);
         self.link
             .query_pipe(&pipe, || {
                 format!("cannot count {label} in bucket {bucket} of channel {channel_id}")
